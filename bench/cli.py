@@ -1,0 +1,204 @@
+"""The ``bench`` command line: argument parsing only; each subcommand builds one config and hands it on."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import BenchError, ConfigError
+
+
+def _value(text: str) -> Any:
+    """Command-line values are read as YAML scalars: 3 -> int, true -> bool, null -> None, else text."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _overrides(pairs: list[str]) -> dict[str, Any]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set: expected KEY=VALUE, got {pair!r}")
+        out[key.strip()] = _value(value.strip())
+    return out
+
+
+def add_run_parser(sub) -> None:
+    p = sub.add_parser("run", help="evaluate a model on tasks", description=(
+        "Evaluate a model on one or more tasks. Re-running the same --run-name resumes it, skipping finished chunks."))
+    p.add_argument("--model", required=True, help="tiny-llava, bench-llava-100m, hf:<hub id or folder>, ... (see `bench models`)")
+    p.add_argument("--model-args", default="", help="comma-separated key=value pairs, e.g. dtype=bfloat16,device_map=auto")
+    p.add_argument("--tasks", required=True, help="comma-separated task names, group names or spec files (see `bench tasks`)")
+    p.add_argument("--devices", default="cpu", help="cpu | cpu:N (N worker processes) | cuda:0,cuda:1 | auto (default: cpu)")
+    p.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (halved on CUDA out-of-memory)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N samples of each task")
+    p.add_argument("--run-name", default=None, help="results/<run-name>; default: derived from model and tasks")
+    p.add_argument("--output", type=Path, default=Path("results"), help="folder of run folders (default: results)")
+    p.add_argument("--data-root", type=Path, default=None, help="root folder of the tasks' data (e.g. the COCO folder holding val2014/)")
+    p.add_argument("--max-errors", type=int, default=0, help="failing samples tolerated as error rows (default 0: stop at the first)")
+    p.add_argument("--seed", type=int, default=0, help="seed of sampling and bootstrap (default 0)")
+    p.add_argument("--answer-mode", choices=["generate", "score", "both"], default=None,
+                   help="POPE-style tasks: generate, score (one forward pass) or both; default: the task spec's")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a task parameter (repeatable)")
+    p.add_argument("--chunk-images", type=int, default=8, help="images per chunk: the unit of resume (default 8)")
+    p.add_argument("--bootstrap-resamples", type=int, default=1000, help="bootstrap resamples for intervals (default 1000)")
+    p.add_argument("--leaderboard", type=Path, default=None, help="leaderboard file to refresh (default: leaderboard.md beside --output)")
+    p.add_argument("--no-leaderboard", action="store_true", help="do not refresh the leaderboard")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true", help="resolve everything and print what would run; load no model, write nothing")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args) -> int:
+    from .config import RunConfig, parse_key_values
+    from .runner.run import run
+
+    overrides = _overrides(args.set)
+    if args.answer_mode:
+        overrides["answer_mode"] = args.answer_mode
+    config = RunConfig(
+        model=args.model, model_args=parse_key_values(args.model_args, "--model-args"),
+        tasks=[t.strip() for t in args.tasks.split(",") if t.strip()], devices=args.devices, batch_size=args.batch_size,
+        limit=args.limit, run_name=args.run_name, output=args.output, data_root=args.data_root, max_errors=args.max_errors,
+        seed=args.seed, dry_run=args.dry_run, overrides=overrides, chunk_images=args.chunk_images,
+        leaderboard=args.leaderboard, write_leaderboard=not args.no_leaderboard, progress=not args.no_progress,
+        bootstrap_resamples=args.bootstrap_resamples,
+    )
+    result = run(config)
+    if result.metrics:
+        print(summary(result.metrics))
+        print(f"results: {result.run_dir}" + (f"; leaderboard: {result.leaderboard}" if result.leaderboard else ""))
+    return 0
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    lines = []
+    for kind in ("tasks", "groups"):
+        for name, entry in metrics.get(kind, {}).items():
+            primary = entry["metrics"].get(entry["primary"])
+            errors = f", {entry['n_errors']} errors" if entry.get("n_errors") else ""
+            if primary is None or primary.get("value") is None:
+                lines.append(f"{name}: no metric{errors}")
+                continue
+            scale = primary.get("scale", 1.0)
+            lo, hi = primary.get("ci_low"), primary.get("ci_high")
+            interval = f" [{lo * scale:.1f}, {hi * scale:.1f}]" if lo is not None and hi is not None else ""
+            what = entry.get("label", f"{entry.get('n_samples', '?')} samples{errors}")
+            lines.append(f"{name}: {primary['label']} = {primary['value'] * scale:.1f}{interval} ({what})")
+    return "\n".join(lines)
+
+
+def cmd_tasks(args) -> int:
+    from .registry import TASK_TYPES
+    from .spec import all_specs
+
+    specs = all_specs()
+    width = max((len(n) for n in specs), default=4)
+    for name, spec in specs.items():
+        TASK_TYPES.get(spec.type)
+        group = f" [{spec.group}]" if spec.group else ""
+        print(f"{name:<{width}}  {spec.type}{group}  {spec.description.splitlines()[0] if spec.description else ''}".rstrip())
+    groups = sorted({s.group for s in specs.values() if s.group})
+    if groups:
+        print("groups (run all their tasks, and report their mean): " + ", ".join(groups))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .registry import MODELS
+    from .models.tiny_adapter import TINY_MODELS
+
+    for name, factory in MODELS.items():
+        if name in TINY_MODELS:
+            family, preset, mirrors = TINY_MODELS[name]
+            print(f"{name:<18} random weights, built offline; mirrors {mirrors}")
+        else:
+            doc = (factory.__module__ and sys.modules[factory.__module__].__doc__ or "").strip().splitlines()
+            print(f"{name + ':<target>':<18} {doc[0] if doc else ''}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .registry import TASK_TYPES
+    from .spec import load_spec_file, spec_files
+    from .tasks.base import TaskContext
+
+    paths = [Path(p) for p in args.files] or list(spec_files().values())
+    for path in paths:
+        spec = load_spec_file(path)
+        TASK_TYPES.get(spec.type)(spec, TaskContext())  # checks the type's params and dataset fields
+        print(f"ok  {path}")
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from .results.leaderboard import write_leaderboard
+
+    formats = tuple(f.strip() for f in args.format.split(","))
+    for fmt in formats:
+        if fmt not in ("md", "csv", "latex"):
+            raise ConfigError(f"--format: unknown format {fmt!r} (md, csv, latex)")
+    out = write_leaderboard(args.results, args.out, args.sort, formats)
+    print(f"wrote {out}" + "".join(f", {out.with_suffix(s)}" for s in ({"csv": ".csv", "latex": ".tex"}.get(f) for f in formats[1:]) if s))
+    return 0
+
+
+def cmd_rescore(args) -> int:
+    from .results.rescore import rescore
+
+    metrics = rescore(args.run_dir, bootstrap_resamples=args.bootstrap_resamples)
+    print(summary(metrics))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description="Batch evaluation of multi-modal LLMs: hallucination, "
+                                     "explanation and bias, reproducibly and at scale.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_run_parser(sub)
+    p = sub.add_parser("tasks", help="list the task specs", description="List the packaged task specs and groups.")
+    p.set_defaults(func=cmd_tasks)
+    p = sub.add_parser("models", help="list the model adapters", description="List the model adapters and tiny models.")
+    p.set_defaults(func=cmd_models)
+    p = sub.add_parser("validate", help="check task YAML", description="Check task spec files (default: all packaged ones).")
+    p.add_argument("files", nargs="*", help="spec files to check")
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("leaderboard", help="write the leaderboard", description="Scan a results folder and write a leaderboard.")
+    p.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
+    p.add_argument("--out", type=Path, default=Path("leaderboard.md"), help="output file (default: leaderboard.md)")
+    p.add_argument("--sort", default=None, help="column to sort by (a prefix is enough), in its declared direction")
+    p.add_argument("--format", default="md", help="comma-separated: md, csv, latex (extra ones are written beside --out)")
+    p.set_defaults(func=cmd_leaderboard)
+    p = sub.add_parser("rescore", help="re-score a saved run without the model",
+                       description="Recompute derived fields and metrics of a saved run from its raw outputs.")
+    p.add_argument("run_dir", type=Path, help="results/<run>")
+    p.add_argument("--bootstrap-resamples", type=int, default=None, help="default: as in the run")
+    p.set_defaults(func=cmd_rescore)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; finished chunks are kept, rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The official POPE question files (RUCAIBox/POPE, ``output/coco/``), shipped as data and pinned by sha256."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DataError
+from ..spec import sha256_file
+
+OFFICIAL_SHA256 = {
+    "coco_pope_random.json": "ac25245170b975a5bdf9080b23fd431dfe6be458bc038259c1f4f09a6bef7994",
+    "coco_pope_popular.json": "72c1a8ad45d0c13514f5f22598261df41d3b533854d29682e924db50ed8aa753",
+    "coco_pope_adversarial.json": "420b3407db1fa9f1187a805dca41cb7b97fd91504e6c2179706188c107fb8ef8",
+}
+
+QUESTION_RE = re.compile(r"^Is there (?:a|an) (?P<object>.+) in the image\?$")
+COCO_FILE_RE = re.compile(r"(\d+)\.\w+$")
+
+
+@dataclass(frozen=True)
+class PopeQuestion:
+    question_id: int
+    image: str
+    text: str
+    object: str
+    label: str
+
+
+def verify_checksum(path: Path, expected: str | None) -> str:
+    actual = sha256_file(path)
+    if expected is not None and actual != expected:
+        raise DataError(f"{path}: sha256 {actual} does not match the pinned official file ({expected}); "
+                        "other copies of the POPE files differ from the official ones")
+    return actual
+
+
+def read_questions(path: Path) -> list[PopeQuestion]:
+    if not path.exists():
+        raise DataError(f"POPE question file not found: {path}")
+    questions = []
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {lineno} is not JSON: {exc.msg}") from None
+            for field in ("question_id", "image", "text", "label"):
+                if field not in item:
+                    raise DataError(f"{path}: line {lineno} is missing field '{field}'")
+            match = QUESTION_RE.match(item["text"])
+            if not match:
+                raise DataError(f"{path}: line {lineno} field 'text' is not a POPE question: {item['text']!r}")
+            if item["label"] not in ("yes", "no"):
+                raise DataError(f"{path}: line {lineno} field 'label' must be 'yes' or 'no', got {item['label']!r}")
+            questions.append(PopeQuestion(int(item["question_id"]), item["image"], item["text"], match["object"], item["label"]))
+    return questions
+
+
+def image_id_from_file(name: str) -> str:
+    """COCO_val2014_000000310196.jpg -> '310196' (the file name itself when it has no number)."""
+    match = COCO_FILE_RE.search(name)
+    return str(int(match.group(1))) if match else name

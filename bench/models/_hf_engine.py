@@ -1,0 +1,416 @@
+"""The torch side of the ``hf`` adapter: loading, batching, scoring and greedy decoding.
+
+Two ways to run a batch:
+- generic (every architecture): the processor encodes (image, prompt) pairs; scoring pads on the
+  right and reads each row's logits at its own last token, so padding never moves positions;
+  generation pads on the left and lets ``generate`` derive positions from the attention mask.
+- shared prefix (architectures in `PROFILES` with ``prefix_cache``): the requests about one image
+  share the token prefix that holds the image; it runs once (vision tower + prefill) and its cached
+  keys/values serve every question about that image, whose remaining tokens run as one batch with
+  explicit positions. Greedy decoding continues from there with per-row positions, so rows of
+  different lengths stay exact (padding sits in the middle of the cache, masked out).
+On CUDA out-of-memory a batch is halved and retried.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ..errors import ConfigError
+from .base import GenerateRequest, GenerateResult, ModelAdapter, ScoreRequest, ScoreResult
+
+log = logging.getLogger(__name__)
+
+SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
+
+
+@dataclass(frozen=True)
+class ArchProfile:
+    """What the adapter may assume about an architecture (unknown ones get the safe defaults)."""
+
+    prefix_cache: bool = False      # 1-D positions and the image inside the shared prompt prefix
+    nested_images: bool = False     # the processor wants one list of images per text
+    appended_token_type: int = 0    # token_type_ids of tokens appended after the prompt
+
+
+PROFILES = {
+    "llava": ArchProfile(prefix_cache=True),
+    "llava_next": ArchProfile(prefix_cache=True),
+    "idefics3": ArchProfile(prefix_cache=True, nested_images=True),
+    "smolvlm": ArchProfile(prefix_cache=True, nested_images=True),
+    "qwen2_vl": ArchProfile(),       # 3-D (m-RoPE) positions: generic path
+    "qwen2_5_vl": ArchProfile(),
+    "paligemma": ArchProfile(appended_token_type=1),  # prefix-LM attention: the image attends to the prompt
+}
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class _Row:
+    """One sequence to run: an image, the templated prompt, and optional continuation token ids."""
+
+    request: int
+    image: Any
+    key: str
+    text: str
+    continuation: tuple[int, ...] = ()
+
+
+class HFAdapter(ModelAdapter):
+    def __init__(self, source: str, args: dict[str, str], *, device: str, batch_size: int, identity: dict[str, Any]):
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers.image_processing_backends import PilBackend
+
+        self.source = source
+        self.identity = identity
+        self.device = torch.device(device)
+        self.batch_size = max(1, batch_size)
+        self.device_map = args.get("device_map")
+        dtype_name = args.get("dtype") or ("bfloat16" if self.device.type == "cuda" else "float32")
+        revision = args.get("revision")
+        backend = args.get("image_backend", "pil")
+        try:
+            self.processor = AutoProcessor.from_pretrained(source, revision=revision, backend=backend)
+            kwargs: dict[str, Any] = {"revision": revision, "dtype": "auto" if dtype_name == "auto" else DTYPES[dtype_name]}
+            if args.get("attn_implementation"):
+                kwargs["attn_implementation"] = args["attn_implementation"]
+            if self.device_map:
+                kwargs["device_map"] = self.device_map
+            self.model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+        except (OSError, ValueError, ImportError) as exc:
+            raise ConfigError(f"cannot load model {source!r}: {str(exc).strip().splitlines()[0]}") from None
+        if not self.device_map:
+            self.model.to(self.device)
+        else:
+            self.device = next(self.model.parameters()).device
+        self.model.eval()
+        self.tokenizer = self.processor.tokenizer
+        image_processor = getattr(self.processor, "image_processor", None)
+        self.image_backend = "pil" if isinstance(image_processor, PilBackend) else type(image_processor).__name__
+        if backend == "pil" and self.image_backend != "pil":
+            log.warning("image processor %s has no PIL backend; using it as is", type(image_processor).__name__)
+        self.model_type = self.model.config.model_type
+        self.profile = PROFILES.get(self.model_type, ArchProfile())
+        self.use_prefix_cache = self.profile.prefix_cache and args.get("prefix_cache", "auto") != "off"
+        self.image_token_id = _image_token_id(self.model.config)
+        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
+        self._vocab_strings: list[str] | None = None
+        self.word_tokens: dict[str, list[str]] = {}
+        self.prefix_passes = 0   # shared-prefix forward passes run (one per image group)
+
+    # -- description ------------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        import transformers
+
+        return {
+            "adapter": "hf",
+            "source": self.source,
+            "identity": self.identity,
+            "class": type(self.model).__name__,
+            "model_type": self.model_type,
+            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
+            "device": str(self.device),
+            "device_map": self.device_map,
+            "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
+            "image_processor": type(getattr(self.processor, "image_processor", None)).__name__,
+            "image_backend": self.image_backend,
+            "chat_template": getattr(self.processor, "chat_template", None),
+            "prefix_cache": self.use_prefix_cache,
+            "decoding": {"do_sample": False, "num_beams": 1, "eos_token_ids": sorted(self.eos_ids)},
+            "first_token_words": self.word_tokens,
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+        }
+
+    def format_prompt(self, prompt: str) -> str:
+        if getattr(self.processor, "chat_template", None):
+            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+            return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return prompt  # no chat template (e.g. PaliGemma): the processor adds the image tokens itself
+
+    # -- encoding -----------------------------------------------------------------------------------
+    def _encode(self, images: Sequence[Any], texts: Sequence[str], side: str):
+        self.tokenizer.padding_side = side
+        batch_images = [[im] for im in images] if self.profile.nested_images else list(images)
+        enc = self.processor(images=batch_images, text=list(texts), return_tensors="pt", padding=True)
+        return {k: v for k, v in enc.items() if v is not None}
+
+    def _to_device(self, enc: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for k, v in enc.items():
+            if isinstance(v, torch.Tensor):
+                v = v.to(self.device)
+                if v.is_floating_point():
+                    v = v.to(self.model.dtype)
+            out[k] = v
+        return out
+
+    def _continuation_ids(self, text: str, continuation: str) -> tuple[int, ...]:
+        prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        full_ids = self.tokenizer(text + continuation, add_special_tokens=False)["input_ids"]
+        if full_ids[: len(prompt_ids)] == prompt_ids and len(full_ids) > len(prompt_ids):
+            return tuple(full_ids[len(prompt_ids):])
+        return tuple(self.tokenizer(continuation, add_special_tokens=False)["input_ids"])
+
+    # -- out-of-memory handling -------------------------------------------------------------------
+    def _in_batches(self, items: list, run: Callable[[list], list]) -> list:
+        out: list = []
+        start = 0
+        while start < len(items):
+            chunk = items[start:start + self.batch_size]
+            try:
+                out.extend(run(chunk))
+            except torch.OutOfMemoryError:
+                if self.batch_size == 1:
+                    raise
+                self.batch_size = max(1, self.batch_size // 2)
+                log.warning("CUDA out of memory: batch size halved to %d and the batch retried", self.batch_size)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            start += len(chunk)
+        return out
+
+    # -- scoring ----------------------------------------------------------------------------------
+    def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        rows: list[_Row] = []
+        for i, req in enumerate(requests):
+            text = self.format_prompt(req.prompt)
+            rows.append(_Row(i, req.image.image, req.image.key, text))
+            for cont in req.continuations:
+                rows.append(_Row(i, req.image.image, req.image.key, text, self._continuation_ids(text, cont)))
+        outputs = self._run_rows(rows, self._score_rows_generic, self._score_rows_prefix)
+        word_ids = {name: self._word_token_ids(words) for req in requests for name, words in req.first_token_words}
+        results = []
+        for i, req in enumerate(requests):
+            mine = [(row, out) for row, out in zip(rows, outputs) if row.request == i]
+            first = mine[0][1]["first"]
+            words = {name: float(torch.logsumexp(first[word_ids[name]], 0)) for name, _ in req.first_token_words}
+            conts = {c: out["continuation"] for c, (_, out) in zip(req.continuations, mine[1:])}
+            results.append(ScoreResult(continuations=conts, first_token_words=words))
+        return results
+
+    def _run_rows(self, rows: list[_Row], generic: Callable, prefix: Callable) -> list:
+        """Runs rows grouped by image through the shared-prefix path where possible, in request order."""
+        out: list = [None] * len(rows)
+        if not self.use_prefix_cache:
+            results = self._in_batches(list(range(len(rows))), lambda idx: generic([rows[i] for i in idx]))
+            return results
+        groups: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            groups.setdefault(row.key, []).append(i)
+        for indices in groups.values():
+            group_rows = [rows[i] for i in indices]
+            results = prefix(group_rows)
+            if results is None:  # this group cannot share a prefix: run it the generic way
+                results = self._in_batches(group_rows, generic)
+            for i, result in zip(indices, results):
+                out[i] = result
+        return out
+
+    @torch.inference_mode()
+    def _score_rows_generic(self, rows: list[_Row]) -> list[dict[str, Any]]:
+        enc = self._encode([r.image for r in rows], [r.text for r in rows], "right")
+        lengths = enc["attention_mask"].sum(1).tolist()
+        if any(r.continuation for r in rows):
+            enc = self._append(enc, lengths, [r.continuation for r in rows])
+        logits = self.model(**self._to_device(enc)).logits.float()
+        return [_row_scores(logits[b], lengths[b], row.continuation) for b, row in enumerate(rows)]
+
+    def _append(self, enc: dict[str, Any], lengths: list[int], continuations: list[tuple[int, ...]]) -> dict[str, Any]:
+        """Re-lay the sequence tensors of a right-padded batch with each row's continuation appended."""
+        total = max(n + len(c) for n, c in zip(lengths, continuations))
+        fill = {"input_ids": self.pad_id, "attention_mask": 0}
+        append = {"attention_mask": 1, "token_type_ids": self.profile.appended_token_type}
+        out = dict(enc)
+        for key in SEQUENCE_KEYS:
+            if key not in enc:
+                continue
+            old = enc[key]
+            new = torch.full((old.shape[0], total), fill.get(key, 0), dtype=old.dtype)
+            for b, (n, cont) in enumerate(zip(lengths, continuations)):
+                new[b, :n] = old[b, :n]
+                if cont:
+                    new[b, n:n + len(cont)] = torch.tensor(cont) if key == "input_ids" else append.get(key, 0)
+            out[key] = new
+        return out
+
+    # -- shared prefix -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _prefix(self, rows: list[_Row]):
+        """Encode a group of rows about one image; run their common prefix once. None if not shareable."""
+        enc = self._encode([r.image for r in rows], [r.text for r in rows], "right")
+        lengths = enc["attention_mask"].sum(1).tolist()
+        ids = [enc["input_ids"][b, :n].tolist() + list(r.continuation) for b, (n, r) in enumerate(zip(lengths, rows))]
+        common = _common_prefix(ids)
+        common = min(common, min(lengths) - 1)   # every row keeps its last prompt token in the suffix
+        image_positions = [p for p, t in enumerate(ids[0]) if t == self.image_token_id]
+        if self.image_token_id is None or not image_positions or image_positions[-1] >= common:
+            return None
+        image_inputs = {k: v[:1] for k, v in enc.items() if k not in SEQUENCE_KEYS and isinstance(v, torch.Tensor)}
+        prefix_ids = torch.tensor([ids[0][:common]])
+        out = self.model(**self._to_device({"input_ids": prefix_ids, "attention_mask": torch.ones_like(prefix_ids), **image_inputs}),
+                         use_cache=True)
+        self.prefix_passes += 1
+        return out.cache, common, lengths, [row_ids[common:] for row_ids in ids]
+
+    def _suffix_forward(self, cache, common: int, suffixes: list[list[int]]):
+        b = len(suffixes)
+        width = max(len(s) for s in suffixes)
+        input_ids = torch.full((b, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((b, common + width), dtype=torch.long)
+        mask[:, :common] = 1
+        for i, s in enumerate(suffixes):
+            input_ids[i, :len(s)] = torch.tensor(s)
+            mask[i, common:common + len(s)] = 1
+        positions = (common + torch.arange(width)).unsqueeze(0).expand(b, width)
+        batch_cache = copy.deepcopy(cache)
+        batch_cache.batch_repeat_interleave(b)
+        out = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                         position_ids=positions.to(self.device), cache=batch_cache, use_cache=True)
+        return out.logits.float(), batch_cache, mask
+
+    @torch.inference_mode()
+    def _score_rows_prefix(self, rows: list[_Row]):
+        prepared = self._prefix(rows)
+        if prepared is None:
+            return None
+        cache, common, lengths, suffixes = prepared
+
+        def run(indices: list[int]) -> list[dict[str, Any]]:
+            logits, _, _ = self._suffix_forward(cache, common, [suffixes[i] for i in indices])
+            return [_row_scores(logits[j], lengths[i] - common, rows[i].continuation) for j, i in enumerate(indices)]
+
+        return self._in_batches(list(range(len(rows))), run)
+
+    # -- first-token word sets ----------------------------------------------------------------------
+    def _word_token_ids(self, words: Sequence[str]) -> torch.Tensor:
+        """Every vocabulary token that spells one of ``words`` (case-insensitive, leading space or not)."""
+        key = ",".join(words)
+        if self._vocab_strings is None:
+            self._vocab_strings = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+        wanted = {w.strip().lower() for w in words}
+        limit = self.model.get_output_embeddings().weight.shape[0]
+        ids = [i for i, s in enumerate(self._vocab_strings) if i < limit and s.strip().lower() in wanted and s.strip()]
+        if not ids:  # no single token spells the word: use the first token of its spellings
+            spellings = {v for w in words for v in (w, w.capitalize(), " " + w, " " + w.capitalize())}
+            ids = sorted({self.tokenizer(v, add_special_tokens=False)["input_ids"][0] for v in spellings})
+        self.word_tokens[key] = [self._vocab_strings[i] for i in ids]
+        return torch.tensor(ids)
+
+    # -- generation ---------------------------------------------------------------------------------
+    def generate(self, requests: list[GenerateRequest]) -> list[GenerateResult]:
+        results: list[GenerateResult | None] = [None] * len(requests)
+        by_length: dict[int, list[int]] = {}
+        for i, req in enumerate(requests):
+            by_length.setdefault(req.max_new_tokens, []).append(i)
+        for max_new, indices in by_length.items():
+            rows = [_Row(i, requests[i].image.image, requests[i].image.key, self.format_prompt(requests[i].prompt)) for i in indices]
+            outs = self._run_rows(rows, lambda rs, m=max_new: self._generate_generic(rs, m),
+                                  lambda rs, m=max_new: self._generate_prefix(rs, m))
+            for row, out in zip(rows, outs):
+                results[row.request] = out
+        return results  # type: ignore[return-value]
+
+    def _result(self, tokens: list[int]) -> GenerateResult:
+        finished = False
+        kept = []
+        for t in tokens:
+            if t in self.eos_ids:
+                finished = True
+                break
+            kept.append(t)
+        return GenerateResult(self.tokenizer.decode(kept, skip_special_tokens=True), len(kept), finished)
+
+    @torch.inference_mode()
+    def _generate_generic(self, rows: list[_Row], max_new: int) -> list[GenerateResult]:
+        from transformers import GenerationConfig
+
+        enc = self._to_device(self._encode([r.image for r in rows], [r.text for r in rows], "left"))
+        config = GenerationConfig(max_new_tokens=max_new, do_sample=False, num_beams=1,
+                                  eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id)
+        out = self.model.generate(**enc, generation_config=config)
+        new = out[:, enc["input_ids"].shape[1]:].tolist()
+        return [self._result(tokens) for tokens in new]
+
+    @torch.inference_mode()
+    def _generate_prefix(self, rows: list[_Row], max_new: int):
+        prepared = self._prefix(rows)
+        if prepared is None:
+            return None
+        cache, common, lengths, suffixes = prepared
+
+        def run(indices: list[int]) -> list[GenerateResult]:
+            logits, batch_cache, mask = self._suffix_forward(cache, common, [suffixes[i] for i in indices])
+            b = len(indices)
+            last = torch.tensor([len(suffixes[i]) - 1 for i in indices])
+            next_tokens = logits[torch.arange(b), last].argmax(-1)
+            positions = torch.tensor([common + len(suffixes[i]) for i in indices])
+            tokens: list[list[int]] = [[] for _ in range(b)]
+            done = [False] * b
+            mask = mask.to(self.device)
+            for step in range(max_new):
+                for j, t in enumerate(next_tokens.tolist()):
+                    if not done[j]:
+                        tokens[j].append(t)
+                        done[j] = t in self.eos_ids
+                if all(done) or step == max_new - 1:
+                    break
+                mask = torch.cat([mask, torch.ones((b, 1), dtype=mask.dtype, device=mask.device)], dim=1)
+                out = self.model(input_ids=next_tokens[:, None].to(self.device), attention_mask=mask,
+                                 position_ids=positions[:, None].to(self.device), cache=batch_cache, use_cache=True)
+                next_tokens = out.logits[:, -1].float().argmax(-1).cpu()
+                positions = positions + 1
+            return [self._result(t) for t in tokens]
+
+        return self._in_batches(list(range(len(rows))), run)
+
+
+def _row_scores(logits: torch.Tensor, prompt_len: int, continuation: tuple[int, ...]) -> dict[str, Any]:
+    """First-answer-token log-probs and the continuation's summed log-prob, from one row's logits.
+
+    ``prompt_len`` counts the row's prompt tokens present in ``logits`` (so the first answer token is
+    predicted at index prompt_len - 1)."""
+    first = torch.log_softmax(logits[prompt_len - 1], -1).cpu()
+    total = 0.0
+    if continuation:
+        steps = torch.log_softmax(logits[prompt_len - 1:prompt_len - 1 + len(continuation)], -1).cpu()
+        total = float(steps[torch.arange(len(continuation)), torch.tensor(continuation)].sum())
+    return {"first": first, "continuation": total if continuation else math.nan}
+
+
+def _common_prefix(seqs: list[list[int]]) -> int:
+    n = min(len(s) for s in seqs)
+    for i in range(n):
+        t = seqs[0][i]
+        if any(s[i] != t for s in seqs[1:]):
+            return i
+    return n
+
+
+def _image_token_id(config) -> int | None:
+    for name in ("image_token_id", "image_token_index"):
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids: set[int] = set()
+    value = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(value, int):
+        ids.add(value)
+    elif isinstance(value, (list, tuple)):
+        ids.update(int(v) for v in value)
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return ids

@@ -1,0 +1,97 @@
+"""``hf``: any transformers image-text-to-text model (AutoProcessor + AutoModelForImageTextToText).
+
+``--model hf:<hub id or local folder>``; ``--model-args`` keys:
+  dtype            float32 | bfloat16 | float16 | auto   (default: float32 on CPU, bfloat16 on CUDA)
+  device_map       auto: one worker spanning every visible GPU (for a model too big for one)
+  attn_implementation  sdpa | eager | flash_attention_2 | ...  (default: the library's choice)
+  image_backend    pil | torchvision   (default pil; the two resize differently, so it is chosen
+                   explicitly and recorded)
+  revision         hub revision (branch, tag or commit)
+  prefix_cache     auto | off   (auto: share one image's prompt prefix across its questions where
+                   the architecture allows it)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..registry import MODELS
+from .base import ModelAdapter, ModelFactory, ModelSpec
+
+ARGS = {"dtype", "device_map", "attn_implementation", "image_backend", "revision", "prefix_cache"}
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+
+
+def check_args(spec: ModelSpec, allowed: set[str] = ARGS) -> None:
+    unknown = sorted(set(spec.args) - allowed)
+    if unknown:
+        raise ConfigError(f"--model-args: unknown key '{unknown[0]}' for model {spec.display} (allowed: {', '.join(sorted(allowed))})")
+    if spec.args.get("dtype", "float32") not in DTYPES:
+        raise ConfigError(f"--model-args: dtype must be one of {', '.join(DTYPES)}, got {spec.args['dtype']!r}")
+    if spec.args.get("image_backend", "pil") not in ("pil", "torchvision"):
+        raise ConfigError(f"--model-args: image_backend must be pil or torchvision, got {spec.args['image_backend']!r}")
+    if spec.args.get("device_map") not in (None, "auto"):
+        raise ConfigError(f"--model-args: device_map must be 'auto', got {spec.args['device_map']!r}")
+    if spec.args.get("prefix_cache", "auto") not in ("auto", "off"):
+        raise ConfigError(f"--model-args: prefix_cache must be auto or off, got {spec.args['prefix_cache']!r}")
+
+
+def folder_identity(folder: Path) -> dict[str, Any]:
+    """A load-free content identity of a local model folder: its config and its weight files' names and sizes."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "generation_config.json", "model.safetensors.index.json"):
+        path = folder / name
+        if path.exists():
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+    weights = sorted((p.name, p.stat().st_size) for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
+    digest.update(json.dumps(weights).encode())
+    return {"kind": "local", "path": str(folder.resolve()), "sha256": digest.hexdigest(), "weight_files": len(weights)}
+
+
+def hub_identity(repo: str, revision: str | None) -> dict[str, Any]:
+    """The commit of a hub model: the given revision, or the one in the local cache (offline)."""
+    commit = None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(repo, "config.json", revision=revision)
+        if isinstance(cached, str):
+            commit = Path(cached).parent.name
+    except Exception:  # no cache or an old huggingface_hub: the revision alone identifies it
+        commit = None
+    return {"kind": "hub", "repo": repo, "revision": revision or "main", "commit": commit}
+
+
+class HFFactory(ModelFactory):
+    def __init__(self, spec: ModelSpec):
+        super().__init__(spec)
+        if not spec.target:
+            raise ConfigError("--model hf needs a target: hf:<hub id or local folder>, e.g. hf:llava-hf/llava-1.5-7b-hf")
+        check_args(spec)
+
+    @property
+    def source(self) -> str:
+        return self.spec.target
+
+    def identity(self) -> dict[str, Any]:
+        path = Path(self.source).expanduser()
+        if path.is_dir():
+            return folder_identity(path)
+        if path.is_absolute() or self.source.startswith("."):
+            raise ConfigError(f"--model: model folder not found: {path}")
+        return hub_identity(self.source, self.spec.args.get("revision"))
+
+    def worker_devices_allowed(self) -> bool:
+        return self.spec.args.get("device_map") != "auto"
+
+    def load(self, device: str, batch_size: int) -> ModelAdapter:
+        from ._hf_engine import HFAdapter
+
+        return HFAdapter(self.source, self.spec.args, device=device, batch_size=batch_size, identity=self.identity())
+
+
+MODELS.register("hf", HFFactory)

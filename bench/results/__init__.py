@@ -1,0 +1,1 @@
+"""Run outputs: the results schema, reading runs, metrics aggregation, the leaderboard."""

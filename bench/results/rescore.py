@@ -1,0 +1,55 @@
+"""Re-score a saved run without the model: derived fields and metrics from the saved raw outputs.
+
+The task is rebuilt from the spec recorded in the manifest (not from today's YAML), so a re-score
+uses exactly the settings the run used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import BenchError
+from ..metrics.bootstrap import BootstrapConfig
+from ..registry import TASK_TYPES
+from ..runner.store import RunStore, atomic_write_json, write_table
+from ..spec import TaskSpec
+from ..tasks.base import TaskContext
+from .aggregate import aggregate
+
+
+def task_from_manifest(name: str, entry: dict[str, Any], manifest: dict[str, Any], resamples: int | None):
+    spec = entry["spec"]
+    config = manifest.get("config", {})
+    seed = int(config.get("seed", 0))
+    context = TaskContext(None, seed, BootstrapConfig(resamples or int(config.get("bootstrap_resamples", 1000)), seed))
+    task_spec = TaskSpec(name=name, type=spec["type"], source=Path(entry.get("source", name)), group=spec.get("group"),
+                         dataset=spec.get("dataset", {}), params=spec.get("params", {}))
+    return TASK_TYPES.get(spec["type"])(task_spec, context)
+
+
+def rescore(run_dir: Path, bootstrap_resamples: int | None = None) -> dict[str, Any]:
+    store = RunStore(run_dir)
+    manifest = store.read_manifest()
+    tasks, rows = {}, {}
+    for name, entry in manifest.get("tasks", {}).items():
+        table = store.read_rows(name)
+        if table is None:
+            raise BenchError(f"{run_dir}: task {name} has no saved rows")
+        task = task_from_manifest(name, entry, manifest, bootstrap_resamples)
+        tasks[name], rows[name] = task, task.rescore(table)
+    groups: dict[str, list[str]] = {}
+    for name, task in tasks.items():
+        if task.spec.group:
+            groups.setdefault(task.spec.group, []).append(name)
+    previous = store.metrics_path
+    if previous.exists():
+        import json
+
+        kept = json.loads(previous.read_text()).get("groups", {})
+        groups = {g: m for g, m in groups.items() if g in kept}   # only the groups the run itself reported
+    for name, task in tasks.items():
+        write_table(store.rows_path(name), rows[name], task.row_schema())
+    metrics = aggregate(manifest.get("run_name", Path(run_dir).name), tasks, rows, groups, manifest.get("model", {}))
+    atomic_write_json(store.metrics_path, metrics)
+    return metrics

@@ -1,0 +1,2 @@
+"""The runner: plan chunks, dispatch them to one worker per device, write each finished chunk
+atomically, resume, and aggregate."""

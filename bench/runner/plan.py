@@ -1,0 +1,186 @@
+"""Resolve a run before any work: tasks, samples, chunks, fingerprints, devices, model identity.
+
+Everything that can be wrong with a configuration (unknown task or model, malformed YAML, missing
+data) fails here, before a model is loaded or a file is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import RunConfig
+from ..errors import ConfigError, DataError
+from ..metrics.bootstrap import BootstrapConfig
+from ..models.base import ModelFactory
+from ..registry import MODELS, TASK_TYPES
+from ..spec import TaskSpec, all_specs, load_spec_file, sha256_json
+from ..tasks.base import Sample, TaskContext, TaskType
+from .store import RunStore
+
+
+@dataclass
+class Chunk:
+    task: str
+    index: int
+    samples: list[Sample]
+
+
+@dataclass
+class TaskPlan:
+    task: TaskType
+    samples: list[Sample]
+    chunks: list[Chunk]
+    fingerprint: dict[str, Any]
+
+
+@dataclass
+class Plan:
+    config: RunConfig
+    factory: ModelFactory
+    tasks: dict[str, TaskPlan]
+    groups: dict[str, list[str]]
+    run_name: str
+    store: RunStore
+    devices: list[str]
+    missing_images: list[tuple[str, Sample]] = field(default_factory=list)
+
+    @property
+    def n_samples(self) -> int:
+        return sum(len(tp.samples) for tp in self.tasks.values())
+
+
+def resolve_specs(names: list[str]) -> list[TaskSpec]:
+    """Task names, group names or spec file paths -> specs (a group expands to all its tasks)."""
+    known = all_specs()
+    groups: dict[str, list[str]] = {}
+    for spec in known.values():
+        if spec.group:
+            groups.setdefault(spec.group, []).append(spec.name)
+    out: dict[str, TaskSpec] = {}
+    for name in names:
+        if name.endswith((".yaml", ".yml")):
+            spec = load_spec_file(Path(name))
+            out[spec.name] = spec
+        elif name in known:
+            out[name] = known[name]
+        elif name in groups:
+            for member in sorted(groups[name]):
+                out[member] = known[member]
+        else:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(known) + list(groups), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; run `bench tasks` to list them"
+            raise ConfigError(f"unknown task {name!r}{hint}")
+    return list(out.values())
+
+
+def parse_devices(text: str, single_worker: bool) -> list[str]:
+    """cpu | cpu:N (N processes) | cuda:0,cuda:1 | auto (every visible GPU, else the CPU).
+
+    ``single_worker``: the model spans devices itself (device_map=auto), so one worker only."""
+    text = text.strip()
+    if text == "auto":
+        import torch
+
+        n = torch.cuda.device_count()
+        if single_worker:
+            return ["cuda" if n else "cpu"]
+        devices = [f"cuda:{i}" for i in range(n)] or ["cpu"]
+    elif m := re.fullmatch(r"cpu(?::(\d+))?", text):
+        devices = ["cpu"] * int(m.group(1) or 1)
+    else:
+        devices = [d.strip() for d in text.split(",") if d.strip()]
+        for d in devices:
+            if not re.fullmatch(r"cuda(:\d+)?|cpu|mps", d):
+                raise ConfigError(f"--devices: cannot read {d!r} (use cpu, cpu:N, cuda:0,cuda:1 or auto)")
+    if not devices:
+        raise ConfigError("--devices: no device given")
+    if single_worker and len(devices) > 1:
+        raise ConfigError("--devices: with device_map=auto one worker spans every visible GPU; use --devices auto")
+    return devices
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+
+
+def default_run_name(model: str, tasks: list[str]) -> str:
+    name = f"{_slug(model)}__{_slug('+'.join(tasks))}"
+    if len(name) > 100:
+        name = name[:80] + "-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    return name
+
+
+def chunk_samples(task: str, samples: list[Sample], images_per_chunk: int) -> list[Chunk]:
+    """All samples of one image stay together; chunks hold ``images_per_chunk`` images each."""
+    by_image: dict[str, list[Sample]] = {}
+    for sample in samples:
+        by_image.setdefault(sample.group, []).append(sample)
+    images = list(by_image.values())
+    chunks = []
+    for start in range(0, len(images), images_per_chunk):
+        members = [s for group in images[start:start + images_per_chunk] for s in group]
+        chunks.append(Chunk(task, len(chunks), sorted(members, key=lambda s: s.index)))
+    return chunks
+
+
+def task_fingerprint(task: TaskType) -> dict[str, Any]:
+    spec_hash = sha256_json(task.spec.normalized())
+    data = task.data_fingerprint()
+    return {"sha256": sha256_json({"spec": spec_hash, "data": data}), "spec_sha256": spec_hash, "data": data}
+
+
+def build_tasks(config: RunConfig) -> list[TaskType]:
+    specs = resolve_specs(config.tasks)
+    context = TaskContext(config.data_root, config.seed, BootstrapConfig(config.bootstrap_resamples, config.seed))
+    tasks = []
+    used: set[str] = set()
+    for spec in specs:
+        cls = TASK_TYPES.get(spec.type)
+        fields = set(cls.Params.__dataclass_fields__)
+        overrides = {k: v for k, v in config.overrides.items() if k in fields}
+        used |= set(overrides)
+        tasks.append(cls(spec.with_params(overrides), context))
+    unused = sorted(set(config.overrides) - used)
+    if unused:
+        raise ConfigError(f"--set: no selected task has a parameter '{unused[0]}'")
+    return tasks
+
+
+def make_plan(config: RunConfig) -> Plan:
+    model_spec = config.model_spec
+    factory: ModelFactory = MODELS.get(model_spec.adapter)(model_spec)
+    devices = parse_devices(config.devices, single_worker=not factory.worker_devices_allowed())
+    tasks = build_tasks(config)
+    plans: dict[str, TaskPlan] = {}
+    missing: list[tuple[str, Sample]] = []
+    for task in tasks:
+        samples = task.samples()
+        if config.limit is not None:
+            samples = samples[: config.limit]
+        if not samples:
+            raise DataError(f"task {task.name}: the dataset gave no samples ({task.spec.source})")
+        missing += [(task.name, s) for s in samples if s.image.path is not None and not Path(s.image.path).exists()]
+        plans[task.name] = TaskPlan(task, samples, chunk_samples(task.name, samples, config.chunk_images), task_fingerprint(task))
+    if len(missing) > config.max_errors:
+        name, sample = missing[0]
+        more = f" ({len(missing)} images missing in all)" if len(missing) > 1 else ""
+        raise DataError(f"task {name}: image file not found: {sample.image.path}{more}")
+    groups: dict[str, list[str]] = {}
+    for name, tp in plans.items():
+        if tp.task.spec.group:
+            groups.setdefault(tp.task.spec.group, []).append(name)
+    complete = {g: members for g, members in groups.items() if set(members) >= set(_group_members(g))}
+    run_name = config.run_name or default_run_name(model_spec.display, [t.name for t in tasks])
+    if not re.fullmatch(r"[A-Za-z0-9._+-]+", run_name):
+        raise ConfigError(f"--run-name: use letters, digits and . _ + - only, got {run_name!r}")
+    return Plan(config, factory, plans, complete, run_name, RunStore(config.output / run_name), devices, missing)
+
+
+def _group_members(group: str) -> list[str]:
+    return [s.name for s in all_specs().values() if s.group == group]

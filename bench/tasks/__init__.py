@@ -1,0 +1,1 @@
+"""Task types, one module each; they register themselves in `bench.registry.TASK_TYPES`."""

@@ -1,0 +1,173 @@
+"""The task-type protocol: spec -> samples -> requests -> per-sample rows -> metrics.
+
+A task type turns its validated spec into `Sample`s (what to ask about which image, and the truth),
+says which model `requests` each sample needs, turns the model's responses into one flat row per
+sample (raw outputs and the fields derived from them), and computes metrics from a table of rows.
+`rescore` recomputes the derived fields from the raw ones, so a saved run can be re-scored
+without the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..data.images import ImageRef
+from ..errors import ConfigError
+from ..metrics.bootstrap import BootstrapConfig
+from ..spec import TaskSpec
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str                 # unique within the task, stable across runs
+    index: int              # position in the task's sample order
+    group: str              # the image id: chunking and bootstrap unit
+    image: ImageRef
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    label: str
+    higher_is_better: bool
+    scale: float = 100.0    # how papers print it (fractions x100)
+
+
+@dataclass
+class TaskContext:
+    """What a task needs to resolve its data: where the data lives and the run's seed."""
+
+    data_root: Path | None = None
+    seed: int = 0
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+
+
+def parse_dataclass(cls: type, values: dict[str, Any], where: str, section: str) -> Any:
+    """Build dataclass ``cls`` from ``values``, with one-line errors naming the file and the field."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown {section} field '{unknown[0]}' (allowed: {', '.join(sorted(fields))})")
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        expected = hints[name]
+        if not _type_ok(value, expected):
+            raise ConfigError(f"{where}: {section} field '{name}' must be {_type_name(expected)}, got {value!r}")
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {section}: {exc}") from None
+
+
+def _type_ok(value: Any, expected: Any) -> bool:
+    origin = typing.get_origin(expected)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        return any(_type_ok(value, arg) for arg in typing.get_args(expected))
+    if origin is typing.Literal:
+        return value in typing.get_args(expected)
+    if origin in (list, tuple):
+        (item,) = typing.get_args(expected)[:1] or (Any,)
+        return isinstance(value, (list, tuple)) and all(_type_ok(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if expected is Any:
+        return True
+    if expected is type(None):
+        return value is None
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _type_name(expected: Any) -> str:
+    origin = typing.get_origin(expected)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(expected))
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        return " or ".join(_type_name(a) for a in typing.get_args(expected))
+    if expected is type(None):
+        return "null"
+    return getattr(expected, "__name__", str(expected))
+
+
+class TaskType(ABC):
+    """Base class of task types. Subclasses set ``Params`` (a dataclass) and ``METRICS``."""
+
+    type_name: ClassVar[str]
+    Params: ClassVar[type]
+    METRICS: ClassVar[tuple[MetricInfo, ...]] = ()
+
+    def __init__(self, spec: TaskSpec, context: TaskContext):
+        self.spec = spec
+        self.context = context
+        self.params = parse_dataclass(self.Params, spec.params, str(spec.source), "params")
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    # -- data --------------------------------------------------------------------------------
+    @abstractmethod
+    def samples(self) -> list[Sample]:
+        """All samples, in a stable order. Raises DataError/ConfigError before any model work."""
+
+    @abstractmethod
+    def data_fingerprint(self) -> dict[str, Any]:
+        """Checksums of the files this task reads and a listing hash of its images."""
+
+    def settings(self) -> dict[str, Any]:
+        """Everything that changes the model's outputs (prompts, decoding): part of the resume key."""
+        return dataclasses.asdict(self.params)
+
+    # -- model ---------------------------------------------------------------------------------
+    @abstractmethod
+    def requests(self, sample: Sample, image: Any) -> list[Any]:
+        """The model requests for one sample (``image`` is the loaded `ImageInput`)."""
+
+    def prompt_text(self, sample: Sample) -> str | None:
+        """The user prompt of a sample, if the task has one (recorded in the manifest with the template)."""
+        return None
+
+    def leaderboard_column(self) -> str:
+        """The leaderboard column of this task's primary metric (results from other ground truths get their own)."""
+        return self.name
+
+    @abstractmethod
+    def row(self, sample: Sample, responses: list[Any]) -> dict[str, Any]:
+        """One flat row (raw outputs + derived fields) from the responses to `requests`."""
+
+    # -- scoring -------------------------------------------------------------------------------
+    @abstractmethod
+    def row_schema(self) -> list[tuple[str, str]]:
+        """(column, arrow type name) of the task's own columns, in order."""
+
+    def rescore(self, rows):
+        """Recompute derived columns from raw outputs (a pandas DataFrame); default: nothing derived."""
+        return rows
+
+    @abstractmethod
+    def metrics(self, rows) -> dict[str, dict[str, float]]:
+        """metric name -> {value, ci_low, ci_high}; rows with an error are excluded by the caller."""
+
+    def primary_metric(self) -> str:
+        return self.METRICS[0].name
+
+    def metric_info(self) -> dict[str, MetricInfo]:
+        return {m.name: m for m in self.METRICS}
+
+    @classmethod
+    def group_metrics(cls, tasks: list["TaskType"], rows: list[Any]) -> dict[str, dict[str, float]]:
+        """Metrics over a group of tasks (e.g. the mean over POPE splits); none by default."""
+        return {}
+
+    @classmethod
+    def group_label(cls, tasks: list["TaskType"]) -> str:
+        return ""
