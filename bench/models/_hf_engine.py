@@ -65,8 +65,13 @@ class _Row:
 
 class HFAdapter(ModelAdapter):
     def __init__(self, source: str, args: dict[str, str], *, device: str, batch_size: int, identity: dict[str, Any]):
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
         from transformers.image_processing_backends import PilBackend
+
+        from ._hf_processor import load_processor
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()   # the run has its own progress bar
 
         self.source = source
         self.identity = identity
@@ -77,7 +82,7 @@ class HFAdapter(ModelAdapter):
         revision = args.get("revision")
         backend = args.get("image_backend", "pil")
         try:
-            self.processor = AutoProcessor.from_pretrained(source, revision=revision, backend=backend)
+            self.processor = load_processor(source, revision=revision, backend=backend)
             kwargs: dict[str, Any] = {"revision": revision, "dtype": "auto" if dtype_name == "auto" else DTYPES[dtype_name]}
             if args.get("attn_implementation"):
                 kwargs["attn_implementation"] = args["attn_implementation"]
@@ -141,7 +146,7 @@ class HFAdapter(ModelAdapter):
         self.tokenizer.padding_side = side
         batch_images = [[im] for im in images] if self.profile.nested_images else list(images)
         enc = self.processor(images=batch_images, text=list(texts), return_tensors="pt", padding=True)
-        return {k: v for k, v in enc.items() if v is not None}
+        return {k: v for k, v in enc.items() if v is not None and k != "labels"}  # PaliGemma adds labels
 
     def _to_device(self, enc: dict[str, Any]) -> dict[str, Any]:
         out = {}

@@ -27,7 +27,7 @@ TINY_MODELS = {
     "tiny-qwen2-vl": ("qwen2_vl", "tiny", "Qwen/Qwen2-VL-2B-Instruct"),
     "tiny-qwen2.5-vl": ("qwen2_5_vl", "tiny", "Qwen/Qwen2.5-VL-3B-Instruct"),
     "tiny-idefics3": ("idefics3", "tiny", "HuggingFaceM4/Idefics3-8B-Llama3"),
-    "tiny-smolvlm": ("smolvlm", "tiny", "HuggingFaceTB/SmolVLM-Instruct"),
+    "tiny-smolvlm": ("smolvlm", "tiny", "HuggingFaceTB/SmolVLM-256M-Instruct"),
     "tiny-paligemma": ("paligemma", "tiny", "google/paligemma-3b-mix-224"),
     "bench-llava-100m": ("llava", "bench", "llava-hf/llava-1.5-7b-hf (576 image tokens, ~100M-parameter language model)"),
 }
@@ -57,8 +57,11 @@ def build_cached(family: str, preset: str, seed: int, cache_dir: Path) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache_dir))
     try:
+        from transformers.utils import logging as hf_logging
+
         from .tiny import build
 
+        hf_logging.disable_progress_bar()
         build(family, staging, seed=seed, preset=preset)
         try:
             os.rename(staging, target)

@@ -89,11 +89,11 @@ def check_resume(run_dir: Path, old: dict[str, Any], new: dict[str, Any]) -> Non
         before = old.get("tasks", {}).get(name)
         if before is None:
             continue
-        if before["fingerprint"] != task["fingerprint"]:
-            refuse(f"fingerprint for task {name} (its spec or data changed)", before["fingerprint"], task["fingerprint"])
         if before["settings"] != task["settings"]:
             changed = sorted(k for k in set(before["settings"]) | set(task["settings"]) if before["settings"].get(k) != task["settings"].get(k))
             refuse(f"setting '{changed[0]}' for task {name}", before["settings"].get(changed[0]), task["settings"].get(changed[0]))
+        if before["fingerprint"] != task["fingerprint"]:
+            refuse(f"fingerprint for task {name} (its spec or data changed)", before["fingerprint"], task["fingerprint"])
 
 
 def describe_plan(plan: Plan, pending: int | None = None) -> str:
@@ -116,7 +116,8 @@ def describe_plan(plan: Plan, pending: int | None = None) -> str:
     return "\n".join(lines)
 
 
-def run(config: RunConfig, out=sys.stdout) -> RunResult:
+def run(config: RunConfig, out=None) -> RunResult:
+    out = out or sys.stdout
     plan = make_plan(config)
     store = plan.store
     if config.dry_run:
