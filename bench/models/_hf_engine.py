@@ -107,6 +107,9 @@ class HFAdapter(ModelAdapter):
         self.image_token_id = _image_token_id(self.model.config)
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
+        import inspect
+
+        self.keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self._vocab_strings: list[str] | None = None
         self.word_tokens: dict[str, list[str]] = {}
         self.prefix_passes = 0   # shared-prefix forward passes run (one per image group)
@@ -227,8 +230,20 @@ class HFAdapter(ModelAdapter):
         lengths = enc["attention_mask"].sum(1).tolist()
         if any(r.continuation for r in rows):
             enc = self._append(enc, lengths, [r.continuation for r in rows])
-        logits = self.model(**self._to_device(enc)).logits.float()
-        return [_row_scores(logits[b], lengths[b], row.continuation) for b, row in enumerate(rows)]
+        logits = self._logits(self._to_device(enc), [_needed(n - 1, r.continuation) for n, r in zip(lengths, rows)])
+        return [_row_scores(logits[b], row.continuation) for b, row in enumerate(rows)]
+
+    def _logits(self, inputs: dict[str, Any], positions: list[list[int]], **kwargs) -> torch.Tensor:
+        """Float logits [batch, k, vocab] at each row's ``positions`` (padded by repeating the last one).
+
+        Only those positions go through the output head, which matters: the head is a large share of
+        a forward pass's cost for long prompts."""
+        width = max(len(p) for p in positions)
+        keep = torch.tensor([p + [p[-1]] * (width - len(p)) for p in positions], device=self.device)
+        if self.keeps_logits:
+            return self.model(**inputs, logits_to_keep=keep, **kwargs).logits.float()
+        logits = self.model(**inputs, **kwargs).logits
+        return logits.gather(1, keep[..., None].expand(-1, -1, logits.shape[-1])).float()
 
     def _append(self, enc: dict[str, Any], lengths: list[int], continuations: list[tuple[int, ...]]) -> dict[str, Any]:
         """Re-lay the sequence tensors of a right-padded batch with each row's continuation appended."""
@@ -262,12 +277,14 @@ class HFAdapter(ModelAdapter):
             return None
         image_inputs = {k: v[:1] for k, v in enc.items() if k not in SEQUENCE_KEYS and isinstance(v, torch.Tensor)}
         prefix_ids = torch.tensor([ids[0][:common]])
-        out = self.model(**self._to_device({"input_ids": prefix_ids, "attention_mask": torch.ones_like(prefix_ids), **image_inputs}),
-                         use_cache=True)
+        inputs = self._to_device({"input_ids": prefix_ids, "attention_mask": torch.ones_like(prefix_ids), **image_inputs})
+        extra = {"logits_to_keep": 1} if self.keeps_logits else {}
+        out = self.model(**inputs, use_cache=True, **extra)   # no logits needed: only the cache
         self.prefix_passes += 1
         return out.cache, common, lengths, [row_ids[common:] for row_ids in ids]
 
-    def _suffix_forward(self, cache, common: int, suffixes: list[list[int]]):
+    def _suffix_forward(self, cache, common: int, suffixes: list[list[int]], positions: list[list[int]]):
+        """Run the suffixes (right-padded) on a view of the prefix cache; logits at ``positions`` (suffix-relative)."""
         b = len(suffixes)
         width = max(len(s) for s in suffixes)
         input_ids = torch.full((b, width), self.pad_id, dtype=torch.long)
@@ -276,12 +293,12 @@ class HFAdapter(ModelAdapter):
         for i, s in enumerate(suffixes):
             input_ids[i, :len(s)] = torch.tensor(s)
             mask[i, common:common + len(s)] = 1
-        positions = (common + torch.arange(width)).unsqueeze(0).expand(b, width)
-        batch_cache = copy.deepcopy(cache)
-        batch_cache.batch_repeat_interleave(b)
-        out = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                         position_ids=positions.to(self.device), cache=batch_cache, use_cache=True)
-        return out.logits.float(), batch_cache, mask
+        place = (common + torch.arange(width)).unsqueeze(0).expand(b, width)
+        batch_cache = _expand_cache(cache, b)
+        mask = mask.to(self.device)
+        logits = self._logits({"input_ids": input_ids.to(self.device), "attention_mask": mask,
+                               "position_ids": place.to(self.device)}, positions, cache=batch_cache, use_cache=True)
+        return logits, batch_cache, mask
 
     @torch.inference_mode()
     def _score_rows_prefix(self, rows: list[_Row]):
@@ -291,8 +308,9 @@ class HFAdapter(ModelAdapter):
         cache, common, lengths, suffixes = prepared
 
         def run(indices: list[int]) -> list[dict[str, Any]]:
-            logits, _, _ = self._suffix_forward(cache, common, [suffixes[i] for i in indices])
-            return [_row_scores(logits[j], lengths[i] - common, rows[i].continuation) for j, i in enumerate(indices)]
+            positions = [_needed(lengths[i] - common - 1, rows[i].continuation) for i in indices]
+            logits, _, _ = self._suffix_forward(cache, common, [suffixes[i] for i in indices], positions)
+            return [_row_scores(logits[j], rows[i].continuation) for j, i in enumerate(indices)]
 
         return self._in_batches(list(range(len(rows))), run)
 
@@ -354,14 +372,13 @@ class HFAdapter(ModelAdapter):
         cache, common, lengths, suffixes = prepared
 
         def run(indices: list[int]) -> list[GenerateResult]:
-            logits, batch_cache, mask = self._suffix_forward(cache, common, [suffixes[i] for i in indices])
             b = len(indices)
-            last = torch.tensor([len(suffixes[i]) - 1 for i in indices])
-            next_tokens = logits[torch.arange(b), last].argmax(-1)
+            last = [[len(suffixes[i]) - 1] for i in indices]
+            logits, batch_cache, mask = self._suffix_forward(cache, common, [suffixes[i] for i in indices], last)
+            next_tokens = logits[:, 0].argmax(-1).cpu()
             positions = torch.tensor([common + len(suffixes[i]) for i in indices])
             tokens: list[list[int]] = [[] for _ in range(b)]
             done = [False] * b
-            mask = mask.to(self.device)
             for step in range(max_new):
                 for j, t in enumerate(next_tokens.tolist()):
                     if not done[j]:
@@ -370,26 +387,49 @@ class HFAdapter(ModelAdapter):
                 if all(done) or step == max_new - 1:
                     break
                 mask = torch.cat([mask, torch.ones((b, 1), dtype=mask.dtype, device=mask.device)], dim=1)
-                out = self.model(input_ids=next_tokens[:, None].to(self.device), attention_mask=mask,
-                                 position_ids=positions[:, None].to(self.device), cache=batch_cache, use_cache=True)
-                next_tokens = out.logits[:, -1].float().argmax(-1).cpu()
+                logits = self._logits({"input_ids": next_tokens[:, None].to(self.device), "attention_mask": mask,
+                                       "position_ids": positions[:, None].to(self.device)}, [[0]] * b,
+                                      cache=batch_cache, use_cache=True)
+                next_tokens = logits[:, 0].argmax(-1).cpu()
                 positions = positions + 1
             return [self._result(t) for t in tokens]
 
         return self._in_batches(list(range(len(rows))), run)
 
 
-def _row_scores(logits: torch.Tensor, prompt_len: int, continuation: tuple[int, ...]) -> dict[str, Any]:
-    """First-answer-token log-probs and the continuation's summed log-prob, from one row's logits.
+def _needed(first: int, continuation: tuple[int, ...]) -> list[int]:
+    """Positions whose logits a row needs: the first answer token's, then one per continuation token."""
+    return [first + j for j in range(max(1, len(continuation)))]
 
-    ``prompt_len`` counts the row's prompt tokens present in ``logits`` (so the first answer token is
-    predicted at index prompt_len - 1)."""
-    first = torch.log_softmax(logits[prompt_len - 1], -1).cpu()
-    total = 0.0
-    if continuation:
-        steps = torch.log_softmax(logits[prompt_len - 1:prompt_len - 1 + len(continuation)], -1).cpu()
-        total = float(steps[torch.arange(len(continuation)), torch.tensor(continuation)].sum())
-    return {"first": first, "continuation": total if continuation else math.nan}
+
+def _row_scores(logits: torch.Tensor, continuation: tuple[int, ...]) -> dict[str, Any]:
+    """First-answer-token log-probs and the continuation's summed log-prob from a row's kept logits
+    (``logits[j]`` predicts the answer's token j)."""
+    first = torch.log_softmax(logits[0], -1).cpu()
+    if not continuation:
+        return {"first": first, "continuation": math.nan}
+    steps = torch.log_softmax(logits[: len(continuation)], -1).cpu()
+    total = float(steps[torch.arange(len(continuation)), torch.tensor(continuation)].sum())
+    return {"first": first, "continuation": total}
+
+
+def _expand_cache(cache, batch: int):
+    """The prefix cache seen by ``batch`` rows, without copying it (views; the model's own update copies
+    once when it appends). Falls back to a deep copy for cache layouts this does not know."""
+    layers = getattr(cache, "layers", None)
+    if layers is None or not all(hasattr(layer, "keys") and hasattr(layer, "values") for layer in layers):
+        clone = copy.deepcopy(cache)
+        clone.batch_repeat_interleave(batch)
+        return clone
+    clone = copy.copy(cache)
+    clone.layers = []
+    for layer in layers:
+        view = copy.copy(layer)
+        if getattr(layer, "is_initialized", False) and layer.keys is not None and layer.keys.numel():
+            view.keys = layer.keys.expand(batch, *layer.keys.shape[1:])
+            view.values = layer.values.expand(batch, *layer.values.shape[1:])
+        clone.layers.append(view)
+    return clone
 
 
 def _common_prefix(seqs: list[list[int]]) -> int:
