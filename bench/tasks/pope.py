@@ -291,8 +291,7 @@ class PopeTask(TaskType):
 
     @classmethod
     def group_label(cls, tasks: list["PopeTask"]) -> str:
-        splits = ", ".join(t.name for t in tasks)
-        return f"mean over {len(tasks)} splits ({splits})"
+        return "POPE splits " + ", ".join(t.name for t in tasks)
 
 
 def pope_sampling_object(text: str) -> str:
