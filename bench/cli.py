@@ -159,6 +159,34 @@ def cmd_rescore(args) -> int:
     return 0
 
 
+def cmd_score(args) -> int:
+    from .results.aggregate import task_entry
+    from .results.captions import score_captions
+    from .runner.plan import build_tasks
+    from .config import RunConfig
+    from .runner.store import atomic_write_json, write_table
+
+    if args.kind != "chair":
+        raise ConfigError(f"bench score: only 'chair' scores a captions file, got {args.kind!r}")
+    config = RunConfig(model="hf", tasks=[args.task], data_root=args.data_root, seed=args.seed,
+                       bootstrap_resamples=args.bootstrap_resamples)
+    (task,) = build_tasks(config)
+    rows, _, report = score_captions(args.captions, task, skip_unknown=args.skip_unknown, workdir=args.output)
+    entry = task_entry(task, rows)
+    print(summary({"tasks": {task.name: entry}}))
+    for name, value in entry["metrics"].items():
+        scale = value["scale"]
+        print(f"  {value['label']}: {value['value'] * scale:.2f} [{value['ci_low'] * scale:.2f}, {value['ci_high'] * scale:.2f}]")
+    print(f"  {report.n_scored} captions scored of {report.n_lines} lines; {report.n_empty} empty (scored as mentioning "
+          f"nothing); {report.n_unknown_skipped} with unknown image ids skipped")
+    if args.output:
+        write_table(args.output / "rows.parquet", rows, task.row_schema())
+        atomic_write_json(args.output / "metrics.json", {"captions": str(args.captions), "task": task.name,
+                                                          "report": report.__dict__, **entry})
+        print(f"wrote {args.output / 'rows.parquet'} and {args.output / 'metrics.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description="Batch evaluation of multi-modal LLMs: hallucination, "
                                      "explanation and bias, reproducibly and at scale.")
@@ -183,6 +211,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, help="results/<run>")
     p.add_argument("--bootstrap-resamples", type=int, default=None, help="default: as in the run")
     p.set_defaults(func=cmd_rescore)
+    p = sub.add_parser("score", help="score a captions file without any model (CHAIR)",
+                       description="Score a JSON-lines captions file (image_id, caption per line) with CHAIR, "
+                                   "against the ground truth of a CHAIR task spec.")
+    p.add_argument("kind", help="what to score: chair")
+    p.add_argument("--captions", type=Path, required=True, help="JSON lines: {\"image_id\": ..., \"caption\": ...}")
+    p.add_argument("--task", default="chair_mini", help="CHAIR task whose ground truth to use (default chair_mini)")
+    p.add_argument("--data-root", type=Path, default=None, help="data root of that task (e.g. the COCO folder)")
+    p.add_argument("--skip-unknown", action="store_true", help="skip (and count) lines whose image id is not in the ground truth")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0, as runs)")
+    p.add_argument("--bootstrap-resamples", type=int, default=1000)
+    p.add_argument("--output", type=Path, default=None, help="folder for rows.parquet and metrics.json")
+    p.set_defaults(func=cmd_score)
     return parser
 
 

@@ -27,11 +27,18 @@ def test_out_of_memory_halves_the_batch_and_retries(prefix_cache):
     original = adapter.model.forward
     seen = []
 
+    def sequences(kwargs) -> int:
+        """Questions in one forward: the batch, or the sequences packed into one row (positions restart)."""
+        ids, place = kwargs["input_ids"], kwargs.get("position_ids")
+        if ids.shape[0] > 1 or place is None:
+            return ids.shape[0]
+        return 1 + int((place[0, 1:] <= place[0, :-1]).sum())
+
     @functools.wraps(original)   # generate() inspects forward's signature
     def forward_with_small_memory(*args, **kwargs):
-        ids = kwargs.get("input_ids")
-        seen.append(ids.shape[0])
-        if ids.shape[0] > 2:
+        n = sequences(kwargs)
+        seen.append(n)
+        if n > 2:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return original(*args, **kwargs)
 

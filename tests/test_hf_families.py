@@ -84,9 +84,12 @@ def test_shared_prefix_equals_generic_path(adapter):
     if adapter.name not in PREFIX_FAMILIES:
         pytest.skip("this architecture runs the generic path only")
     adapter.use_prefix_cache = True
+    adapter._prefixes.clear()
     passes = adapter.prefix_passes
     shared = adapter.score(requests("score"))
     assert adapter.prefix_passes == passes + 2              # one shared prefix per image, not per question
+    adapter.score(requests("score")[:2])
+    assert adapter.prefix_passes == passes + 2              # a later request about the same image reuses it
     shared_gen = adapter.generate(requests("generate"))
     adapter.use_prefix_cache = False
     generic = adapter.score(requests("score"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -104,12 +105,18 @@ class HFAdapter(ModelAdapter):
         self.model_type = self.model.config.model_type
         self.profile = PROFILES.get(self.model_type, ArchProfile())
         self.use_prefix_cache = self.profile.prefix_cache and args.get("prefix_cache", "auto") != "off"
+        self.prefix_cache_size = int(args.get("prefix_cache_size", 8))
+        self._prefixes: OrderedDict[str, tuple[tuple[int, ...], Any]] = OrderedDict()
         self.image_token_id = _image_token_id(self.model.config)
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
         import inspect
 
         self.keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        # With these attention implementations a custom 4-D mask is honoured, so the questions about one image
+        # run packed into ONE sequence after the shared prefix (see _packed_forward); otherwise as a batch.
+        attn = getattr(self.model.config, "_attn_implementation", None) or "sdpa"
+        self.mask_kind = {"sdpa": "bool", "eager": "float"}.get(attn)
         self._vocab_strings: list[str] | None = None
         self.word_tokens: dict[str, list[str]] = {}
         self.prefix_passes = 0   # shared-prefix forward passes run (one per image group)
@@ -264,27 +271,110 @@ class HFAdapter(ModelAdapter):
         return out
 
     # -- shared prefix -------------------------------------------------------------------------------
+    def _group_ids(self, image: Any, texts: list[str]) -> tuple[list[list[int]], dict[str, Any]]:
+        """Prompt token ids of several texts about one image, and the image's processed inputs.
+
+        The image is processed once: the part of each text after its last image placeholder is
+        tokenized on its own and appended to the first text's image part, after checking on the
+        first text that this reproduces the processor's own tokens exactly (tokenizers split text at
+        special tokens, so it does wherever the placeholder is one). Otherwise every text goes
+        through the processor with the image."""
+        enc = self._encode([image], [texts[0]], "right")
+        first = enc["input_ids"][0, : int(enc["attention_mask"][0].sum())].tolist()
+        image_inputs = {k: v for k, v in enc.items() if k not in SEQUENCE_KEYS and isinstance(v, torch.Tensor)}
+        if len(texts) == 1:
+            return [first], image_inputs
+        marker = getattr(self.processor, "image_token", None) or "<image>"
+        cut = [t.rfind(marker) + len(marker) if marker in t else -1 for t in texts]
+        if min(cut) >= 0 and all(t[:c] == texts[0][:cut[0]] for t, c in zip(texts, cut)):
+            tails = [self.tokenizer(t[c:], add_special_tokens=False)["input_ids"] for t, c in zip(texts, cut)]
+            head = first[: len(first) - len(tails[0])]
+            if head + tails[0] == first:
+                return [head + tail for tail in tails], image_inputs
+        enc = self._encode([image] * len(texts), texts, "right")
+        lengths = enc["attention_mask"].sum(1).tolist()
+        return [enc["input_ids"][b, :n].tolist() for b, n in enumerate(lengths)], image_inputs
+
     @torch.inference_mode()
     def _prefix(self, rows: list[_Row]):
-        """Encode a group of rows about one image; run their common prefix once. None if not shareable."""
-        enc = self._encode([r.image for r in rows], [r.text for r in rows], "right")
-        lengths = enc["attention_mask"].sum(1).tolist()
-        ids = [enc["input_ids"][b, :n].tolist() + list(r.continuation) for b, (n, r) in enumerate(zip(lengths, rows))]
-        common = _common_prefix(ids)
-        common = min(common, min(lengths) - 1)   # every row keeps its last prompt token in the suffix
-        image_positions = [p for p, t in enumerate(ids[0]) if t == self.image_token_id]
-        if self.image_token_id is None or not image_positions or image_positions[-1] >= common:
+        """Token ids of a group of rows about one image, and the cache of their shared prefix: the
+        tokens up to the image's last token, computed once per image (kept for the next
+        ``prefix_cache_size`` images, so other tasks asking about the same image reuse it).
+        None if the rows cannot share a prefix."""
+        ids, image_inputs = self._group_ids(rows[0].image, [r.text for r in rows])
+        lengths = [len(x) for x in ids]
+        full = [x + list(r.continuation) for x, r in zip(ids, rows)]
+        image_positions = [p for p, t in enumerate(full[0]) if t == self.image_token_id]
+        if self.image_token_id is None or not image_positions:
             return None
-        image_inputs = {k: v[:1] for k, v in enc.items() if k not in SEQUENCE_KEYS and isinstance(v, torch.Tensor)}
-        prefix_ids = torch.tensor([ids[0][:common]])
-        inputs = self._to_device({"input_ids": prefix_ids, "attention_mask": torch.ones_like(prefix_ids), **image_inputs})
-        extra = {"logits_to_keep": 1} if self.keeps_logits else {}
-        out = self.model(**inputs, use_cache=True, **extra)   # no logits needed: only the cache
-        self.prefix_passes += 1
-        return out.cache, common, lengths, [row_ids[common:] for row_ids in ids]
+        common = image_positions[-1] + 1
+        if common > min(lengths) - 1 or any(f[:common] != full[0][:common] for f in full[1:]):
+            return None   # every row keeps its last prompt token after the prefix
+        key = rows[0].key
+        prefix_ids = tuple(full[0][:common])
+        cached = self._prefixes.get(key)
+        if cached is not None and cached[0] == prefix_ids:
+            self._prefixes.move_to_end(key)
+            cache = cached[1]
+        else:
+            tensor = torch.tensor([prefix_ids])
+            inputs = self._to_device({"input_ids": tensor, "attention_mask": torch.ones_like(tensor), **image_inputs})
+            extra = {"logits_to_keep": 1} if self.keeps_logits else {}
+            cache = self.model(**inputs, use_cache=True, **extra).cache   # no logits needed: only the cache
+            self.prefix_passes += 1
+            if self.prefix_cache_size > 0:
+                self._prefixes[key] = (prefix_ids, cache)
+                while len(self._prefixes) > self.prefix_cache_size:
+                    self._prefixes.popitem(last=False)
+        return cache, common, lengths, [f[common:] for f in full]
 
     def _suffix_forward(self, cache, common: int, suffixes: list[list[int]], positions: list[list[int]]):
-        """Run the suffixes (right-padded) on a view of the prefix cache; logits at ``positions`` (suffix-relative)."""
+        """Run ``suffixes`` after the cached prefix; logits [n, k, vocab] at each suffix's ``positions``
+        (suffix-relative). Returns (logits, state) where ``state`` continues greedy decoding."""
+        if self.mask_kind is not None:
+            return self._packed_forward(cache, common, suffixes, positions)
+        return self._batched_forward(cache, common, suffixes, positions)
+
+    def _packed_forward(self, cache, common: int, suffixes: list[list[int]], positions: list[list[int]]):
+        """All suffixes in ONE row after the prefix ("tree attention"): each token sees the prefix and the
+        earlier tokens of its own suffix, with the positions it would have had alone. The prefix's keys and
+        values are read once instead of being copied for every question."""
+        lengths = [len(s) for s in suffixes]
+        starts = [0]
+        for n in lengths[:-1]:
+            starts.append(starts[-1] + n)
+        owner = torch.cat([torch.full((common,), -1)] + [torch.full((n,), i) for i, n in enumerate(lengths)])
+        columns = common + torch.arange(sum(lengths))
+        place = torch.cat([common + torch.arange(n) for n in lengths])
+        keep = [starts[i] + p for i, ps in enumerate(positions) for p in ps]
+        view = _expand_cache(cache, 1)
+        logits = self._logits({"input_ids": torch.tensor([sum(suffixes, [])], device=self.device),
+                               "attention_mask": self._tree_mask(owner, columns),
+                               "position_ids": place[None].to(self.device)}, [keep], cache=view, use_cache=True)[0]
+        out, at = [], 0
+        width = max(len(p) for p in positions)
+        for ps in positions:
+            rows = logits[at:at + len(ps)]
+            out.append(torch.cat([rows, rows[-1:].expand(width - len(ps), -1)]) if len(ps) < width else rows)
+            at += len(ps)
+        state = {"kind": "packed", "cache": view, "owner": owner,
+                 "next_position": torch.tensor([common + n for n in lengths])}
+        return torch.stack(out), state
+
+    def _tree_mask(self, owner: torch.Tensor, query_columns: torch.Tensor) -> torch.Tensor:
+        """[1, 1, queries, keys]: a query at column c sees the prefix (owner -1) and its own sequence up to c."""
+        keys = torch.arange(len(owner))
+        mine = owner[query_columns]
+        allowed = (owner[None, :] == -1) | ((owner[None, :] == mine[:, None]) & (keys[None, :] <= query_columns[:, None]))
+        allowed = allowed[None, None].to(self.device)
+        if self.mask_kind == "bool":
+            return allowed
+        return torch.zeros(allowed.shape, dtype=self.model.dtype, device=self.device).masked_fill(
+            ~allowed, torch.finfo(self.model.dtype).min)
+
+    def _batched_forward(self, cache, common: int, suffixes: list[list[int]], positions: list[list[int]]):
+        """Suffixes as a right-padded batch on views of the prefix cache (for attention kernels that
+        take no custom mask)."""
         b = len(suffixes)
         width = max(len(s) for s in suffixes)
         input_ids = torch.full((b, width), self.pad_id, dtype=torch.long)
@@ -298,7 +388,26 @@ class HFAdapter(ModelAdapter):
         mask = mask.to(self.device)
         logits = self._logits({"input_ids": input_ids.to(self.device), "attention_mask": mask,
                                "position_ids": place.to(self.device)}, positions, cache=batch_cache, use_cache=True)
-        return logits, batch_cache, mask
+        state = {"kind": "batched", "cache": batch_cache, "mask": mask,
+                 "next_position": torch.tensor([common + len(s) for s in suffixes])}
+        return logits, state
+
+    def _decode_step(self, state: dict[str, Any], tokens: torch.Tensor) -> torch.Tensor:
+        """Append one token per sequence; logits [n, vocab] for the next one."""
+        n = len(tokens)
+        place = state["next_position"]
+        if state["kind"] == "packed":
+            start = len(state["owner"])
+            state["owner"] = torch.cat([state["owner"], torch.arange(n)])
+            mask = self._tree_mask(state["owner"], start + torch.arange(n))
+            inputs = {"input_ids": tokens[None].to(self.device), "attention_mask": mask, "position_ids": place[None].to(self.device)}
+            logits = self._logits(inputs, [list(range(n))], cache=state["cache"], use_cache=True)[0]
+        else:
+            mask = state["mask"] = torch.cat([state["mask"], torch.ones((n, 1), dtype=state["mask"].dtype, device=self.device)], 1)
+            inputs = {"input_ids": tokens[:, None].to(self.device), "attention_mask": mask, "position_ids": place[:, None].to(self.device)}
+            logits = self._logits(inputs, [[0]] * n, cache=state["cache"], use_cache=True)[:, 0]
+        state["next_position"] = place + 1
+        return logits
 
     @torch.inference_mode()
     def _score_rows_prefix(self, rows: list[_Row]):
@@ -309,7 +418,7 @@ class HFAdapter(ModelAdapter):
 
         def run(indices: list[int]) -> list[dict[str, Any]]:
             positions = [_needed(lengths[i] - common - 1, rows[i].continuation) for i in indices]
-            logits, _, _ = self._suffix_forward(cache, common, [suffixes[i] for i in indices], positions)
+            logits, _ = self._suffix_forward(cache, common, [suffixes[i] for i in indices], positions)
             return [_row_scores(logits[j], rows[i].continuation) for j, i in enumerate(indices)]
 
         return self._in_batches(list(range(len(rows))), run)
@@ -374,9 +483,8 @@ class HFAdapter(ModelAdapter):
         def run(indices: list[int]) -> list[GenerateResult]:
             b = len(indices)
             last = [[len(suffixes[i]) - 1] for i in indices]
-            logits, batch_cache, mask = self._suffix_forward(cache, common, [suffixes[i] for i in indices], last)
+            logits, state = self._suffix_forward(cache, common, [suffixes[i] for i in indices], last)
             next_tokens = logits[:, 0].argmax(-1).cpu()
-            positions = torch.tensor([common + len(suffixes[i]) for i in indices])
             tokens: list[list[int]] = [[] for _ in range(b)]
             done = [False] * b
             for step in range(max_new):
@@ -386,12 +494,7 @@ class HFAdapter(ModelAdapter):
                         done[j] = t in self.eos_ids
                 if all(done) or step == max_new - 1:
                     break
-                mask = torch.cat([mask, torch.ones((b, 1), dtype=mask.dtype, device=mask.device)], dim=1)
-                logits = self._logits({"input_ids": next_tokens[:, None].to(self.device), "attention_mask": mask,
-                                       "position_ids": positions[:, None].to(self.device)}, [[0]] * b,
-                                      cache=batch_cache, use_cache=True)
-                next_tokens = logits[:, 0].argmax(-1).cpu()
-                positions = positions + 1
+                next_tokens = self._decode_step(state, next_tokens).argmax(-1).cpu()
             return [self._result(t) for t in tokens]
 
         return self._in_batches(list(range(len(rows))), run)

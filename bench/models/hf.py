@@ -9,6 +9,7 @@
   revision         hub revision (branch, tag or commit)
   prefix_cache     auto | off   (auto: share one image's prompt prefix across its questions where
                    the architecture allows it)
+  prefix_cache_size  images whose prefix cache is kept for later requests (default 8; 0: none)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..errors import ConfigError
 from ..registry import MODELS
 from .base import ModelAdapter, ModelFactory, ModelSpec
 
-ARGS = {"dtype", "device_map", "attn_implementation", "image_backend", "revision", "prefix_cache"}
+ARGS = {"dtype", "device_map", "attn_implementation", "image_backend", "revision", "prefix_cache", "prefix_cache_size"}
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 
@@ -36,6 +37,8 @@ def check_args(spec: ModelSpec, allowed: set[str] = ARGS) -> None:
         raise ConfigError(f"--model-args: image_backend must be pil or torchvision, got {spec.args['image_backend']!r}")
     if spec.args.get("device_map") not in (None, "auto"):
         raise ConfigError(f"--model-args: device_map must be 'auto', got {spec.args['device_map']!r}")
+    if not str(spec.args.get("prefix_cache_size", "8")).isdigit():
+        raise ConfigError(f"--model-args: prefix_cache_size must be a whole number, got {spec.args['prefix_cache_size']!r}")
     if spec.args.get("prefix_cache", "auto") not in ("auto", "off"):
         raise ConfigError(f"--model-args: prefix_cache must be auto or off, got {spec.args['prefix_cache']!r}")
 

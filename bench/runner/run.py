@@ -17,9 +17,9 @@ from ..errors import BenchError, ResumeError
 from ..results.aggregate import aggregate
 from ..results.schema import SCHEMA_VERSION
 from .execute import Progress, execute
-from .plan import Plan, make_plan
+from .plan import Plan, chunk_samples, make_plan
 
-NOT_IN_RESUME_KEY = {"device_map", "cache_dir"}   # model arguments that never change outputs
+NOT_IN_RESUME_KEY = {"device_map", "cache_dir", "prefix_cache", "prefix_cache_size"}   # speed knobs, same outputs
 
 
 @dataclass
@@ -146,10 +146,17 @@ def run(config: RunConfig, out=None) -> RunResult:
     for name, tp in plan.tasks.items():
         tasks_info[name] = {"type": tp.task.spec.type, "group": tp.task.spec.group, "source": str(tp.task.spec.source),
                             "spec": tp.task.spec.normalized(), "fingerprint": tp.fingerprint, "settings": tp.task.settings(),
-                            "n_samples": len(tp.samples), "n_chunks": len(tp.chunks)}
+                            "n_samples": len(tp.samples), "n_chunks": len(tp.chunks), **tp.task.manifest_extras()}
     store.write_manifest(manifest)
+    for name, tp in plan.tasks.items():   # task preparation (e.g. detector ground truth), cached in the run folder
+        tp.samples = tp.task.prepare(tp.samples, store.root / "tasks" / name)
+        tp.chunks = chunk_samples(name, tp.samples, config.chunk_images)
 
-    pending = [c for name, tp in plan.tasks.items() for c in tp.chunks if c.index not in store.done_chunks(name)]
+    # Chunks go round-robin over tasks (chunk 0 of every task, then chunk 1, ...): tasks over the same images
+    # (the POPE splits) then meet the same image close together, and an adapter can reuse its work on it.
+    order = {name: i for i, name in enumerate(plan.tasks)}
+    pending = sorted((c for name, tp in plan.tasks.items() for c in tp.chunks if c.index not in store.done_chunks(name)),
+                     key=lambda c: (c.index, order[c.task]))
     progress = Progress(plan, total=sum(len(c.samples) for c in pending))
     progress.errors = _existing_errors(plan)
     examples = {name: text for name, tp in plan.tasks.items() if (text := tp.task.prompt_text(tp.samples[0])) is not None}
@@ -203,6 +210,7 @@ def finish(plan: Plan, manifest: dict[str, Any]) -> dict[str, Any]:
         if table is None or len(table) != len(tp.samples):
             raise BenchError(f"{plan.store.root}: task {name} has {0 if table is None else len(table)} rows, expected {len(tp.samples)}")
         write_table(plan.store.rows_path(name), table, tp.task.row_schema())
+        tp.task.write_extras(table, plan.store.rows_path(name).parent)
         rows[name] = table
     metrics = aggregate(plan.run_name, {n: tp.task for n, tp in plan.tasks.items()}, rows, plan.groups, manifest["model"])
     atomic_write_json(plan.store.metrics_path, metrics)

@@ -123,6 +123,18 @@ class TaskType(ABC):
     def data_fingerprint(self) -> dict[str, Any]:
         """Checksums of the files this task reads and a listing hash of its images."""
 
+    def prepare(self, samples: list[Sample], workdir: Path) -> list[Sample]:
+        """Work a task needs before the model runs (e.g. detector ground truth), cached in ``workdir``.
+        Runs in real runs only (never in a dry run); returns the samples, possibly with more data."""
+        return samples
+
+    def manifest_extras(self) -> dict[str, Any]:
+        """Extra facts for the manifest (e.g. the ids of a sampled image subset)."""
+        return {}
+
+    def write_extras(self, rows, folder: Path) -> None:
+        """Extra outputs written beside rows.parquet at the end of a run (e.g. a captions file)."""
+
     def settings(self) -> dict[str, Any]:
         """Everything that changes the model's outputs (prompts, decoding): part of the resume key."""
         return dataclasses.asdict(self.params)
