@@ -82,3 +82,13 @@ def detector_identity(name: str, model: str | None = None) -> dict[str, Any]:
     """Load-free identity: the sha256 of an ONNX file, or an OWL-ViT folder's config/weights hash."""
     kind, target = split_name(name)
     return {"name": name, **DETECTORS.get(kind).identity(target, model)}
+
+
+def max_scores(detector, images, queries) -> "np.ndarray":
+    """[n_images, n_queries]: each query's highest confidence on each image, from any detector."""
+    import numpy as np
+
+    if hasattr(detector, "max_scores"):
+        return np.asarray(detector.max_scores(images, queries))
+    found = detector.detect(images, queries, score_threshold=0.0)
+    return np.array([[d.max_score(q) for q in queries] for d in found], dtype=np.float32)

@@ -295,6 +295,11 @@ class HFAdapter(ModelAdapter):
         lengths = enc["attention_mask"].sum(1).tolist()
         return [enc["input_ids"][b, :n].tolist() for b, n in enumerate(lengths)], image_inputs
 
+    def _vision_inputs(self, key: str, image: Any, processed: dict[str, Any]) -> dict[str, Any]:
+        """The model's image inputs for one image: the processor's (pixel values etc.). The grounded
+        adapter replaces them with projected OWL-ViT features."""
+        return processed
+
     @torch.inference_mode()
     def _prefix(self, rows: list[_Row]):
         """Token ids of a group of rows about one image, and the cache of their shared prefix: the
@@ -318,7 +323,8 @@ class HFAdapter(ModelAdapter):
             cache = cached[1]
         else:
             tensor = torch.tensor([prefix_ids])
-            inputs = self._to_device({"input_ids": tensor, "attention_mask": torch.ones_like(tensor), **image_inputs})
+            inputs = self._to_device({"input_ids": tensor, "attention_mask": torch.ones_like(tensor),
+                                      **self._vision_inputs(key, rows[0].image, image_inputs)})
             extra = {"logits_to_keep": 1} if self.keeps_logits else {}
             cache = self.model(**inputs, use_cache=True, **extra).cache   # no logits needed: only the cache
             self.prefix_passes += 1

@@ -43,6 +43,20 @@ class ScoreRequest:
 
 
 @dataclass(frozen=True)
+class DetectRequest:
+    """The detector's highest confidence for each query on the image, read from the model's OWN vision
+    embedding (grounded models only)."""
+
+    image: ImageInput
+    queries: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DetectResult:
+    max_scores: dict[str, float]
+
+
+@dataclass(frozen=True)
 class GenerateResult:
     text: str
     n_tokens: int
@@ -63,6 +77,12 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]: ...
+
+    def detect_scores(self, requests: list[DetectRequest]) -> list[DetectResult]:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{type(self).__name__} has no detector reading its own vision embedding "
+                          "(use a grounded model, or an external detector)")
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:

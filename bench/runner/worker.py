@@ -17,7 +17,7 @@ from typing import Any
 
 from ..data.images import ImageLoadError, load_image
 from ..errors import BenchError, SampleError
-from ..models.base import GenerateRequest, ImageInput, ModelAdapter, ScoreRequest
+from ..models.base import DetectRequest, GenerateRequest, ImageInput, ModelAdapter, ScoreRequest
 from ..spec import TaskSpec
 from ..tasks.base import Sample, TaskContext, TaskType
 from .plan import Chunk
@@ -34,7 +34,8 @@ def base_row(sample: Sample, error: str | None = None) -> dict[str, Any]:
 def _run_requests(adapter: ModelAdapter, requests: list) -> list:
     """Send a list of mixed requests to the adapter, batched by kind; answers in request order."""
     answers: list = [None] * len(requests)
-    for kind, method in ((GenerateRequest, adapter.generate), (ScoreRequest, adapter.score)):
+    for kind, method in ((GenerateRequest, adapter.generate), (ScoreRequest, adapter.score),
+                         (DetectRequest, adapter.detect_scores)):
         indices = [i for i, r in enumerate(requests) if isinstance(r, kind)]
         if indices:
             for i, answer in zip(indices, method([requests[i] for i in indices])):

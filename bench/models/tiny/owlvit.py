@@ -34,7 +34,10 @@ CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 _PRESETS = {"tiny": dict(image=64, patch=16, v_hidden=32, v_inter=64, v_layers=2, v_heads=2,
-                         t_hidden=32, t_inter=64, t_layers=2, t_heads=2, proj=32)}
+                         t_hidden=32, t_inter=64, t_layers=2, t_heads=2, proj=32),
+            # the real model's shape (768 px, 576 patches, 12 layers), random weights: for speed benchmarks
+            "bench": dict(image=768, patch=32, v_hidden=768, v_inter=3072, v_layers=12, v_heads=12,
+                          t_hidden=512, t_inter=2048, t_layers=12, t_heads=8, proj=512)}
 
 
 def build_processor(image: int):
