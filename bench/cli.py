@@ -187,6 +187,18 @@ def cmd_score(args) -> int:
     return 0
 
 
+def cmd_train_projector(args) -> int:
+    from .training import TrainConfig, train
+
+    config = TrainConfig(mllm=args.mllm, owl=args.owl, output=args.output, images=args.images, dataset=args.dataset,
+                         split=args.split, image_column=args.image_column, kind=args.kind, hidden_dim=args.hidden_dim,
+                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                         holdout=args.holdout, checkpoint_every=args.checkpoint_every, max_steps=args.max_steps,
+                         limit=args.limit, seed=args.seed, device=args.device, dtype=args.dtype, progress=not args.no_progress)
+    train(config)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description="Batch evaluation of multi-modal LLMs: hallucination, "
                                      "explanation and bias, reproducibly and at scale.")
@@ -223,6 +235,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap-resamples", type=int, default=1000)
     p.add_argument("--output", type=Path, default=None, help="folder for rows.parquet and metrics.json")
     p.set_defaults(func=cmd_score)
+    p = sub.add_parser("train-projector", help="train the grounded model's projector W",
+                       description="Train W (OWL-ViT tokens -> the MLLM's image features) with OWL-ViT and the MLLM frozen: "
+                                   "MSE to the MLLM's own projected image tokens. Rerunning resumes from the last checkpoint.")
+    p.add_argument("--mllm", required=True, help="MLLM hub id or folder (LLaVA-style), e.g. llava-hf/llava-1.5-7b-hf")
+    p.add_argument("--owl", required=True, help="OWL-ViT hub id or folder, e.g. google/owlvit-base-patch32")
+    p.add_argument("--output", type=Path, required=True, help="folder for checkpoints and the trained projector")
+    p.add_argument("--images", type=Path, default=None, help="a folder of images (searched recursively)")
+    p.add_argument("--dataset", default=None, help="or a datasets dataset (hub name or a save_to_disk folder)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--image-column", default="image")
+    p.add_argument("--kind", choices=["deeper_mlp", "llava_mlp"], default="deeper_mlp",
+                   help="deeper_mlp (the reference, 4 layers) or llava_mlp (LLaVA's 2-layer shape)")
+    p.add_argument("--hidden-dim", type=int, default=8192, help="hidden width of deeper_mlp (default 8192)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--weight-decay", type=float, default=1e-2)
+    p.add_argument("--holdout", type=int, default=100, help="images held out for the final MSE and cosine similarity")
+    p.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (a later run continues)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32", help="dtype of the frozen models")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train_projector)
     return parser
 
 

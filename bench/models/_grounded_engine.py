@@ -25,6 +25,17 @@ from .base import DetectRequest, DetectResult
 TEMPLATE = "a photo of a {}"
 
 
+def owl_embedding(owl, processor, images: Sequence[Any], device) -> torch.Tensor:
+    """OWL-ViT's vision hidden_states[-2] for PIL images (resized to OWL's square input, no crop):
+    [B, 1 + patches, width]. Runs the tower only up to its penultimate layer."""
+    pixels = processor(images=list(images), return_tensors="pt")["pixel_values"].to(device, owl.dtype)
+    vision = owl.owlvit.vision_model
+    hidden = vision.pre_layernorm(vision.embeddings(pixels))
+    for layer in vision.encoder.layers[:-1]:
+        hidden = layer(hidden, None)
+    return hidden
+
+
 class GroundedAdapter(HFAdapter):
     def __init__(self, mllm: str, owl: str, projector: str, args: dict[str, str], *, device: str, batch_size: int,
                  identity: dict[str, Any]):
@@ -77,13 +88,8 @@ class GroundedAdapter(HFAdapter):
     # -- the shared embedding ---------------------------------------------------------------------
     def embed(self, images: Sequence[Any]) -> torch.Tensor:
         """e for a batch of PIL images: [B, 1 + patches, width]; differentiable (no cache)."""
-        pixels = self.owl_processor(images=list(images), return_tensors="pt")["pixel_values"].to(self.device, self.owl.dtype)
-        vision = self.owl.owlvit.vision_model
-        hidden = vision.pre_layernorm(vision.embeddings(pixels))
-        for layer in vision.encoder.layers[:-1]:   # up to the penultimate layer: hidden_states[-2]
-            hidden = layer(hidden, None)
         self.vision_calls += 1
-        return hidden
+        return owl_embedding(self.owl, self.owl_processor, images, self.device)
 
     def embedding(self, key: str, image: Any) -> torch.Tensor:
         """The cached e of one image ([1 + patches, width]), computed once per image."""
