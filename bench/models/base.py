@@ -137,3 +137,7 @@ class ModelFactory(ABC):
     def worker_devices_allowed(self) -> bool:
         """False when one worker spans several devices (device_map=auto)."""
         return True
+
+    def capabilities(self) -> set[str]:
+        """The request kinds its adapter answers: generate and score; "detect" for grounded models."""
+        return {"generate", "score"}

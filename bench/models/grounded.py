@@ -68,6 +68,9 @@ class GroundedFactory(ModelFactory):
     def worker_devices_allowed(self) -> bool:
         return self.spec.args.get("device_map") != "auto"
 
+    def capabilities(self) -> set[str]:
+        return {"generate", "score", "detect"}
+
     def load(self, device: str, batch_size: int) -> ModelAdapter:
         if self.parts is None:
             self.prepare()

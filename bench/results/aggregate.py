@@ -17,6 +17,7 @@ def task_entry(task: TaskType, rows) -> dict[str, Any]:
     ok = rows[rows["error"].isna()] if rows is not None else None
     info = task.metric_info()
     values = task.metrics(ok) if ok is not None and len(ok) else {}
+    figures = task.figures(ok) if ok is not None and len(ok) else {}
     return {
         "type": task.spec.type,
         "group": task.spec.group,
@@ -28,6 +29,7 @@ def task_entry(task: TaskType, rows) -> dict[str, Any]:
         "metrics": {name: {"label": info[name].label, "higher_is_better": info[name].higher_is_better,
                            "scale": info[name].scale, **{k: _clean(v) for k, v in value.items()}}
                     for name, value in values.items()},
+        **({"figures": figures} if figures else {}),
     }
 
 

@@ -157,6 +157,13 @@ def make_plan(config: RunConfig) -> Plan:
     factory: ModelFactory = MODELS.get(model_spec.adapter)(model_spec)
     devices = parse_devices(config.devices, single_worker=not factory.worker_devices_allowed())
     tasks = build_tasks(config)
+    for task in tasks:
+        missing = task.needs() - factory.capabilities()
+        if missing:
+            raise ConfigError(f"task {task.name} needs a model that detects from its own vision embedding (a grounded model, "
+                              f"e.g. tiny-grounded or grounded); {model_spec.display} cannot. For other models set "
+                              "grounding=external with a detector" if "detect" in missing else
+                              f"task {task.name} needs {', '.join(sorted(missing))}, which {model_spec.display} does not offer")
     plans: dict[str, TaskPlan] = {}
     missing: list[tuple[str, Sample]] = []
     for task in tasks:

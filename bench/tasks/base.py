@@ -144,6 +144,10 @@ class TaskType(ABC):
     def requests(self, sample: Sample, image: Any) -> list[Any]:
         """The model requests for one sample (``image`` is the loaded `ImageInput`)."""
 
+    def needs(self) -> set[str]:
+        """Request kinds beyond generate/score the model must answer (checked before any work)."""
+        return set()
+
     def prompt_text(self, sample: Sample) -> str | None:
         """The user prompt of a sample, if the task has one (recorded in the manifest with the template)."""
         return None
@@ -168,6 +172,10 @@ class TaskType(ABC):
     @abstractmethod
     def metrics(self, rows) -> dict[str, dict[str, float]]:
         """metric name -> {value, ci_low, ci_high}; rows with an error are excluded by the caller."""
+
+    def figures(self, rows) -> dict[str, Any]:
+        """Extra data for plots (histograms...), stored in metrics.json beside the metrics; none by default."""
+        return {}
 
     def primary_metric(self) -> str:
         return self.METRICS[0].name

@@ -110,11 +110,14 @@ class PopeTask(TaskType):
         if source not in DATASETS:
             raise ConfigError(f"{where}: dataset field 'source' must be one of {', '.join(DATASETS)}, got {source!r}")
         self.dataset = parse_dataclass(DATASETS[source], spec.dataset, where, "dataset")
-        if source == "coco" and self.params.negatives is None:
+        if source == "coco" and self.params.negatives is None and self._needs_negatives():
             raise ConfigError(f"{where}: params field 'negatives' (random, popular or adversarial) is required for COCO annotations")
         if self.params.max_positives < 1 or self.params.min_objects < 1:
             raise ConfigError(f"{where}: params fields 'min_objects' and 'max_positives' must be at least 1")
         self._fingerprint: dict[str, Any] = {}
+
+    def _needs_negatives(self) -> bool:
+        return True
 
     # -- data ----------------------------------------------------------------------------------
     def _root(self) -> Path | None:
