@@ -15,7 +15,6 @@ checkpoint made with other settings). The output folder holds ``projector.safete
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import random

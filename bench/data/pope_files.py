@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
 from ..spec import sha256_file
+from .jsonl import read_jsonl
 
 OFFICIAL_SHA256 = {
     "coco_pope_random.json": "ac25245170b975a5bdf9080b23fd431dfe6be458bc038259c1f4f09a6bef7994",
@@ -38,26 +38,14 @@ def verify_checksum(path: Path, expected: str | None) -> str:
 
 
 def read_questions(path: Path) -> list[PopeQuestion]:
-    if not path.exists():
-        raise DataError(f"POPE question file not found: {path}")
     questions = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {lineno} is not JSON: {exc.msg}") from None
-            for field in ("question_id", "image", "text", "label"):
-                if field not in item:
-                    raise DataError(f"{path}: line {lineno} is missing field '{field}'")
-            match = QUESTION_RE.match(item["text"])
-            if not match:
-                raise DataError(f"{path}: line {lineno} field 'text' is not a POPE question: {item['text']!r}")
-            if item["label"] not in ("yes", "no"):
-                raise DataError(f"{path}: line {lineno} field 'label' must be 'yes' or 'no', got {item['label']!r}")
-            questions.append(PopeQuestion(int(item["question_id"]), item["image"], item["text"], match["object"], item["label"]))
+    for lineno, item in read_jsonl(path, ("question_id", "image", "text", "label"), "POPE question file"):
+        match = QUESTION_RE.match(item["text"])
+        if not match:
+            raise DataError(f"{path}: line {lineno} field 'text' is not a POPE question: {item['text']!r}")
+        if item["label"] not in ("yes", "no"):
+            raise DataError(f"{path}: line {lineno} field 'label' must be 'yes' or 'no', got {item['label']!r}")
+        questions.append(PopeQuestion(int(item["question_id"]), item["image"], item["text"], match["object"], item["label"]))
     return questions
 
 

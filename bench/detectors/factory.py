@@ -84,7 +84,7 @@ def detector_identity(name: str, model: str | None = None) -> dict[str, Any]:
     return {"name": name, **DETECTORS.get(kind).identity(target, model)}
 
 
-def max_scores(detector, images, queries) -> "np.ndarray":
+def max_scores(detector, images, queries):
     """[n_images, n_queries]: each query's highest confidence on each image, from any detector."""
     import numpy as np
 

@@ -11,7 +11,6 @@ and counted.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,26 +28,14 @@ class CaptionsReport:
 
 
 def read_captions_file(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        raise DataError(f"captions file not found: {path}")
+    from ..data.jsonl import read_jsonl
+
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {lineno} is not JSON: {exc.msg}") from None
-            if not isinstance(item, dict):
-                raise DataError(f"{path}: line {lineno} must be a JSON object with image_id and caption")
-            for field in ("image_id", "caption"):
-                if field not in item:
-                    raise DataError(f"{path}: line {lineno} is missing field '{field}'")
-            if not isinstance(item["caption"], str):
-                raise DataError(f"{path}: line {lineno} field 'caption' must be a string")
-            records.append({"line": lineno, "image_id": str(item["image_id"]), "caption": item["caption"],
-                            "prompt": item.get("prompt")})
+    for lineno, item in read_jsonl(path, ("image_id", "caption"), "captions file"):
+        if not isinstance(item["caption"], str):
+            raise DataError(f"{path}: line {lineno} field 'caption' must be a string")
+        records.append({"line": lineno, "image_id": str(item["image_id"]), "caption": item["caption"],
+                        "prompt": item.get("prompt")})
     if not records:
         raise DataError(f"{path}: no captions")
     return records

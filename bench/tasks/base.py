@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from ..data.images import ImageRef
 from ..errors import ConfigError
 from ..metrics.bootstrap import BootstrapConfig
+from ..resources import BUNDLED_PREFIX, resolve_path
 from ..spec import TaskSpec
 
 
@@ -104,15 +105,37 @@ class TaskType(ABC):
     type_name: ClassVar[str]
     Params: ClassVar[type]
     METRICS: ClassVar[tuple[MetricInfo, ...]] = ()
+    DATASETS: ClassVar[dict[str, type]] = {}   # dataset "source" -> the dataclass of its fields
 
     def __init__(self, spec: TaskSpec, context: TaskContext):
         self.spec = spec
         self.context = context
-        self.params = parse_dataclass(self.Params, spec.params, str(spec.source), "params")
+        where = str(spec.source)
+        self.params = parse_dataclass(self.Params, spec.params, where, "params")
+        self.dataset: Any = None
+        if self.DATASETS:
+            source = spec.dataset.get("source")
+            if source not in self.DATASETS:
+                raise ConfigError(f"{where}: dataset field 'source' must be one of {', '.join(self.DATASETS)}, got {source!r}")
+            self.dataset = parse_dataclass(self.DATASETS[source], spec.dataset, where, "dataset")
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def data_root(self) -> Path | None:
+        """``--data-root`` if given, else the spec's own ``dataset.root`` (e.g. a bundled dataset)."""
+        if self.context.data_root is not None:
+            return self.context.data_root
+        root = getattr(self.dataset, "root", None)
+        return resolve_path(root, None) if root else None
+
+    def data_path(self, value: str, what: str) -> Path:
+        """A dataset path of the spec: bundled, absolute, or under the data root (which must then be known)."""
+        root = self.data_root()
+        if root is None and not value.startswith(BUNDLED_PREFIX) and not Path(value).is_absolute():
+            raise ConfigError(f"{self.spec.source}: task {self.name} needs --data-root (the folder that holds {value!r}, its {what})")
+        return resolve_path(value, root)
 
     # -- data --------------------------------------------------------------------------------
     @abstractmethod

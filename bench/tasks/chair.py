@@ -28,9 +28,8 @@ from ..errors import ConfigError, DataError
 from ..metrics.bootstrap import ImageDraw, estimate, on_rows
 from ..models.base import GenerateRequest, GenerateResult
 from ..registry import TASK_TYPES
-from ..resources import resolve_path
 from ..spec import listing_hash, sha256_file
-from .base import MetricInfo, Sample, TaskType, parse_dataclass
+from .base import MetricInfo, Sample, TaskType
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
@@ -99,6 +98,7 @@ def vocabulary(rules: str):
 class ChairTask(TaskType):
     type_name = "chair"
     Params = ChairParams
+    DATASETS = DATASETS
     METRICS = (
         MetricInfo("CHAIR_s", "CHAIR_s", higher_is_better=False),
         MetricInfo("CHAIR_i", "CHAIR_i", higher_is_better=False),
@@ -109,10 +109,7 @@ class ChairTask(TaskType):
     def __init__(self, spec, context):
         super().__init__(spec, context)
         where = str(spec.source)
-        source = spec.dataset.get("source")
-        if source not in DATASETS:
-            raise ConfigError(f"{where}: dataset field 'source' must be one of {', '.join(DATASETS)}, got {source!r}")
-        self.dataset = parse_dataclass(DATASETS[source], spec.dataset, where, "dataset")
+        source = spec.dataset["source"]
         p = self.params
         if not p.prompts or not all(isinstance(x, str) and x.strip() for x in p.prompts):
             raise ConfigError(f"{where}: params field 'prompts' must be a non-empty list of prompts")
@@ -127,17 +124,6 @@ class ChairTask(TaskType):
         self._image_ids: list[str] = []
 
     # -- data ----------------------------------------------------------------------------------
-    def _root(self) -> Path | None:
-        if self.context.data_root is not None:
-            return self.context.data_root
-        return resolve_path(self.dataset.root, None) if self.dataset.root else None
-
-    def _path(self, value: str, what: str) -> Path:
-        root = self._root()
-        if root is None and not value.startswith("bundled:") and not Path(value).is_absolute():
-            raise ConfigError(f"{self.spec.source}: task {self.name} needs --data-root (the folder that holds {value!r}, its {what})")
-        return resolve_path(value, root)
-
     @property
     def gt_source(self) -> str:
         return "annotations" if self.params.ground_truth == "annotations" else f"detector:{self.params.detector}"
@@ -150,7 +136,7 @@ class ChairTask(TaskType):
         return [i for i in ids if i in chosen]
 
     def samples(self) -> list[Sample]:
-        image_root = check_image_root(self._path(self.dataset.images, "image folder"), what=f"task {self.name}")
+        image_root = check_image_root(self.data_path(self.dataset.images, "image folder"), what=f"task {self.name}")
         fingerprint: dict[str, Any] = {"images": listing_hash(image_root)}
         gt: dict[str, list[str] | None] = {}
         if isinstance(self.dataset, FolderDataset):
@@ -181,7 +167,7 @@ class ChairTask(TaskType):
         vocab = vocabulary(self.params.phrase_rules)
         gt: dict[str, list[str]] = {}
         if self.dataset.annotations:
-            path = self._path(self.dataset.annotations, "instances file")
+            path = self.data_path(self.dataset.annotations, "instances file")
             coco = CocoInstances.load(path, image_root)
             fingerprint["annotations"] = {"file": self.dataset.annotations, "sha256": sha256_file(path)}
             images = {str(i): coco.image_file(i) for i in coco.image_ids()}
@@ -190,7 +176,7 @@ class ChairTask(TaskType):
             objects = {}
             images = {}
         if self.dataset.captions:
-            path = self._path(self.dataset.captions, "captions file")
+            path = self.data_path(self.dataset.captions, "captions file")
             captions = load_captions(path)
             if not any(captions.values()):
                 raise DataError(f"{path}: the annotation file has no captions (CHAIR's ground truth needs reference captions)")

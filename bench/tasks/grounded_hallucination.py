@@ -86,8 +86,8 @@ class GroundedHallucinationTask(PopeTask):
     def _all_classes_samples(self) -> list[Sample]:
         from ..data.coco import CocoInstances
 
-        annotations = self._path(self.dataset.annotations, "annotation file")
-        image_root = check_image_root(self._path(self.dataset.images, "image folder"), what=f"task {self.name}")
+        annotations = self.data_path(self.dataset.annotations, "annotation file")
+        image_root = check_image_root(self.data_path(self.dataset.images, "image folder"), what=f"task {self.name}")
         coco = CocoInstances.load(annotations, image_root)
         ids = coco.image_ids()
         if self.params.num_images is not None and self.params.num_images < len(ids):

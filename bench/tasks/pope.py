@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -21,9 +20,8 @@ from ..metrics.bootstrap import ImageDraw, estimate, on_rows
 from ..metrics.classification import auroc, binary_metrics
 from ..models.base import GenerateRequest, GenerateResult, ScoreRequest, ScoreResult
 from ..registry import TASK_TYPES
-from ..resources import resolve_path
 from ..spec import listing_hash, sha256_file
-from .base import MetricInfo, Sample, TaskType, parse_dataclass
+from .base import MetricInfo, Sample, TaskType
 from . import pope_sampling
 
 MODES = ("generate", "score")
@@ -102,14 +100,12 @@ DATASETS = {"coco": CocoDataset, "pope_official": OfficialDataset, "hf": HfDatas
 class PopeTask(TaskType):
     type_name = "pope"
     Params = PopeParams
+    DATASETS = DATASETS
 
     def __init__(self, spec, context):
         super().__init__(spec, context)
         where = str(spec.source)
-        source = spec.dataset.get("source")
-        if source not in DATASETS:
-            raise ConfigError(f"{where}: dataset field 'source' must be one of {', '.join(DATASETS)}, got {source!r}")
-        self.dataset = parse_dataclass(DATASETS[source], spec.dataset, where, "dataset")
+        source = spec.dataset["source"]
         if source == "coco" and self.params.negatives is None and self._needs_negatives():
             raise ConfigError(f"{where}: params field 'negatives' (random, popular or adversarial) is required for COCO annotations")
         if self.params.max_positives < 1 or self.params.min_objects < 1:
@@ -120,17 +116,6 @@ class PopeTask(TaskType):
         return True
 
     # -- data ----------------------------------------------------------------------------------
-    def _root(self) -> Path | None:
-        if self.context.data_root is not None:
-            return self.context.data_root
-        return resolve_path(self.dataset.root, None) if getattr(self.dataset, "root", None) else None
-
-    def _path(self, value: str, what: str) -> Path:
-        root = self._root()
-        if root is None and not value.startswith("bundled:") and not Path(value).is_absolute():
-            raise ConfigError(f"{self.spec.source}: task {self.name} needs --data-root (the folder that holds {value!r}, its {what})")
-        return resolve_path(value, root)
-
     def samples(self) -> list[Sample]:
         if isinstance(self.dataset, CocoDataset):
             return self._coco_samples()
@@ -145,8 +130,8 @@ class PopeTask(TaskType):
     def _coco_samples(self) -> list[Sample]:
         from ..data.coco import CocoInstances
 
-        annotations = self._path(self.dataset.annotations, "annotation file")
-        image_root = check_image_root(self._path(self.dataset.images, "image folder"), what=f"task {self.name}")
+        annotations = self.data_path(self.dataset.annotations, "annotation file")
+        image_root = check_image_root(self.data_path(self.dataset.images, "image folder"), what=f"task {self.name}")
         coco = CocoInstances.load(annotations, image_root)
         images = [(str(i), coco.objects(i)) for i in coco.image_ids()]
         p = self.params
@@ -160,12 +145,12 @@ class PopeTask(TaskType):
     def _official_samples(self) -> list[Sample]:
         from ..data.pope_files import OFFICIAL_SHA256, image_id_from_file, read_questions, verify_checksum
 
-        questions_path = self._path(self.dataset.questions, "question file")
+        questions_path = self.data_path(self.dataset.questions, "question file")
         expected = self.dataset.sha256 or OFFICIAL_SHA256.get(questions_path.name)
         if not questions_path.exists():
             raise DataError(f"POPE question file not found: {questions_path}")
         digest = verify_checksum(questions_path, expected)
-        image_root = check_image_root(self._path(self.dataset.images, "image folder"), what=f"task {self.name}")
+        image_root = check_image_root(self.data_path(self.dataset.images, "image folder"), what=f"task {self.name}")
         questions = read_questions(questions_path)
         self._fingerprint = {"questions": {"file": self.dataset.questions, "sha256": digest}, "images": listing_hash(image_root)}
         return [self._sample(i, q.question_id, image_id_from_file(q.image), ImageRef(path=str(image_root / q.image)),
