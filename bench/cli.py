@@ -114,15 +114,9 @@ def cmd_tasks(args) -> int:
 
 def cmd_models(args) -> int:
     from .registry import MODELS
-    from .models.tiny_adapter import TINY_MODELS
 
     for name, factory in MODELS.items():
-        if name in TINY_MODELS:
-            family, preset, mirrors = TINY_MODELS[name]
-            print(f"{name:<18} random weights, built offline; mirrors {mirrors}")
-        else:
-            doc = (factory.__module__ and sys.modules[factory.__module__].__doc__ or "").strip().splitlines()
-            print(f"{name + ':<target>':<18} {doc[0] if doc else ''}")
+        print(f"{name:<18} {factory.summary(name)}")
     return 0
 
 

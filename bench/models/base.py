@@ -124,6 +124,11 @@ class ModelFactory(ABC):
     def __init__(self, spec: ModelSpec):
         self.spec = spec
 
+    @classmethod
+    def summary(cls, name: str) -> str:
+        """One line for `bench models`."""
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
     def prepare(self) -> None:
         """Make the model available locally (e.g. build a tiny model); called before `identity` in real runs."""
 

@@ -44,6 +44,8 @@ def projector_identity(folder: str) -> dict[str, Any]:
 
 
 class GroundedFactory(ModelFactory):
+    """grounded MLLM: --model-args mllm=<LLaVA-style model>,owl=<OWL-ViT>,projector=<folder from bench train-projector>"""
+
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)
         check_args(spec, self.allowed_args())
@@ -98,6 +100,8 @@ def build_tiny_projector(folder: Path, in_dim: int, out_dim: int, seed: int) -> 
 
 
 class TinyGroundedFactory(GroundedFactory):
+    """tiny grounded MLLM, built offline: tiny LLaVA + tiny OWL-ViT (16 image tokens each) + an untrained projector"""
+
     def allowed_args(self) -> set[str]:
         return ARGS | {"cache_dir", "seed"}
 

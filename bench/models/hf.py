@@ -70,6 +70,8 @@ def hub_identity(repo: str, revision: str | None) -> dict[str, Any]:
 
 
 class HFFactory(ModelFactory):
+    """hf:<hub id or local folder>: any transformers image-text-to-text model (AutoProcessor + AutoModelForImageTextToText)"""
+
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)
         if not spec.target:

@@ -75,6 +75,10 @@ def build_cached(family: str, preset: str, seed: int, cache_dir: Path) -> Path:
 
 
 class TinyFactory(ModelFactory):
+    @classmethod
+    def summary(cls, name: str) -> str:
+        return f"random weights, built offline; mirrors {TINY_MODELS[name][2]}"
+
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)
         check_args(spec, TINY_ARGS)
