@@ -120,3 +120,19 @@ def test_bad_inputs(parts, tmp_path, capsys):
         from bench.models.projector import ProjectorConfig
 
         ProjectorConfig("transformer", 1, 2)
+
+
+def test_training_from_a_datasets_dataset(parts, tmp_path):
+    import datasets
+    from PIL import Image
+
+    from bench.training import TrainConfig, train
+
+    names = sorted(p.name for p in IMAGES.glob("*.jpg"))[:8]
+    features = datasets.Features({"image": datasets.Image(), "name": datasets.Value("string")})
+    datasets.Dataset.from_dict({"image": [Image.open(IMAGES / n).convert("RGB") for n in names], "name": names},
+                               features=features).save_to_disk(str(tmp_path / "ds"))
+    llava, owl = parts
+    result = train(TrainConfig(mllm=str(llava), owl=str(owl), output=tmp_path / "p", dataset=str(tmp_path / "ds"),
+                               kind="llava_mlp", batch_size=3, holdout=2, progress=False), log=lambda *_: None)
+    assert result["steps"] == 2 and result["held_out"]["images"] == 2 and result["complete"]
