@@ -172,7 +172,7 @@ def test_detector_ground_truth_gets_its_own_column(tmp_path, capsys):
     giraffe = rows[rows["image"].str.endswith("giraffe.jpg")].iloc[0]
     assert {"giraffe", "zebra"} <= set(giraffe["gt"])
     truth = json.loads((out / "d" / "tasks" / "chair_mini_detector" / "ground_truth.json").read_text())
-    assert len(truth["detector"]["sha256"]) == 64
+    assert len(truth["settings"]["detector"]["sha256"]) == 64
     board = (tmp_path / "leaderboard.md").read_text()
     assert "chair_mini_detector [gt: onnx:centernet_mbv3_coco80] · CHAIR_s" in board
 

@@ -109,7 +109,7 @@ def test_any_model_with_an_external_owlvit_detector(tmp_path, capsys):
     table = pd.read_parquet(out / "x" / "tasks" / "grounded_pope_mini" / "rows.parquet")
     assert set(table["grounding"]) == {f"detector:owlvit:{owl}"} and table["confidence"].between(0, 1).all()
     cached = json.loads((out / "x" / "tasks" / "grounded_pope_mini" / "detector_confidence.json").read_text())
-    assert len(cached["images"]) == table["image_id"].nunique()
+    assert len(cached["images"]) == table["image_id"].nunique() and cached["settings"]["detector"]["name"].startswith("owlvit:")
     board = (tmp_path / "leaderboard.md").read_text()
     assert f"grounded_pope_mini [grounding: owlvit:{owl}] ·" in board
 

@@ -92,3 +92,21 @@ def max_scores(detector, images, queries):
         return np.asarray(detector.max_scores(images, queries))
     found = detector.detect(images, queries, score_threshold=0.0)
     return np.array([[d.max_score(q) for q in queries] for d in found], dtype=np.float32)
+
+
+class DetectionCache:
+    """Per-image detector results kept in a run folder (JSON), valid only for the same detector settings;
+    so a resumed run never runs the detector on an image twice."""
+
+    def __init__(self, path: Path, settings: dict[str, Any]):
+        import json
+
+        self.path = Path(path)
+        stored = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.settings = settings
+        self.images: dict[str, Any] = stored.get("images", {}) if stored.get("settings") == settings else {}
+
+    def save(self) -> None:
+        from ..runner.store import atomic_write_json
+
+        atomic_write_json(self.path, {"settings": self.settings, "images": self.images})

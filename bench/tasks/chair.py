@@ -206,15 +206,11 @@ class ChairTask(TaskType):
         if self.params.ground_truth != "detector":
             return samples
         from ..data.images import ImageLoadError, load_image
-        from ..detectors.factory import detector_identity, make_detector
-        from ..runner.store import atomic_write_json
+        from ..detectors.factory import DetectionCache, detector_identity, make_detector
 
-        cache = workdir / "ground_truth.json"
         identity = detector_identity(self.params.detector, self.params.detector_model)
-        stored = json.loads(cache.read_text()) if cache.exists() else {}
-        if stored.get("detector") != identity or stored.get("threshold") != self.params.detector_threshold:
-            stored = {"detector": identity, "threshold": self.params.detector_threshold, "images": {}}
-        todo = [s for s in {s.group: s for s in samples}.values() if s.group not in stored["images"]]
+        cache = DetectionCache(workdir / "ground_truth.json", {"detector": identity, "threshold": self.params.detector_threshold})
+        todo = [s for s in {s.group: s for s in samples}.values() if s.group not in cache.images]
         if todo:
             detector = make_detector(self.params.detector, self.params.detector_model, self.params.detector_threshold)
             names = list(vocabulary(self.params.phrase_rules).categories)
@@ -224,10 +220,9 @@ class ChairTask(TaskType):
                     image = load_image(sample.image)
                 except ImageLoadError:
                     continue   # the sample fails when the model reads it, and is counted there
-                found = detector.detect([image], queries)[0]
-                stored["images"][sample.group] = sorted(set(found.labels))
-            atomic_write_json(cache, stored)
-        return [Sample(s.id, s.index, s.group, s.image, {**s.data, "gt": stored["images"].get(s.group)}) for s in samples]
+                cache.images[sample.group] = sorted(set(detector.detect([image], queries)[0].labels))
+            cache.save()
+        return [Sample(s.id, s.index, s.group, s.image, {**s.data, "gt": cache.images.get(s.group)}) for s in samples]
 
     def leaderboard_column(self) -> str:
         return self.name if self.params.ground_truth == "annotations" else f"{self.name} [gt: {self.params.detector}]"

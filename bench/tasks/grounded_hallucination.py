@@ -18,7 +18,6 @@ precision and recall of a "likely hallucination" flag (the detector disagrees wi
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,20 +109,16 @@ class GroundedHallucinationTask(PopeTask):
         if self.params.grounding != "external":
             return samples
         from ..data.images import ImageLoadError, load_image
-        from ..detectors.factory import detector_identity, make_detector, max_scores
-        from ..runner.store import atomic_write_json
+        from ..detectors.factory import DetectionCache, detector_identity, make_detector, max_scores
 
-        cache = workdir / "detector_confidence.json"
         identity = detector_identity(self.params.detector, self.params.detector_model)
-        stored = json.loads(cache.read_text()) if cache.exists() else {}
-        if stored.get("detector") != identity:
-            stored = {"detector": identity, "images": {}}
+        cache = DetectionCache(workdir / "detector_confidence.json", {"detector": identity})
         by_image: dict[str, list[Sample]] = {}
         for s in samples:
             by_image.setdefault(s.group, []).append(s)
         detector = None
         for image_id, group in by_image.items():
-            known = stored["images"].setdefault(image_id, {})
+            known = cache.images.setdefault(image_id, {})
             wanted = [o for o in dict.fromkeys(s.data["object"] for s in group) if o not in known]
             if not wanted:
                 continue
@@ -137,8 +132,8 @@ class GroundedHallucinationTask(PopeTask):
             scores = max_scores(detector, [image], asked)[0] if asked else []
             known.update({o: float(v) for o, v in zip(asked, scores)})
             known.update({o: 0.0 for o in wanted if o not in asked})   # outside a closed vocabulary: never seen
-        atomic_write_json(cache, stored)
-        return [Sample(s.id, s.index, s.group, s.image, {**s.data, "confidence": stored["images"].get(s.group, {}).get(s.data["object"])})
+        cache.save()
+        return [Sample(s.id, s.index, s.group, s.image, {**s.data, "confidence": cache.images.get(s.group, {}).get(s.data["object"])})
                 for s in samples]
 
     def leaderboard_column(self) -> str:
