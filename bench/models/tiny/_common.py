@@ -6,6 +6,16 @@ import json
 import pathlib
 from typing import Any
 
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+def rescale_normalize(mean: list[float] = CLIP_MEAN, std: list[float] = CLIP_STD) -> dict[str, Any]:
+    """The image-processor settings every family shares: RGB, rescale by 1/255, normalise by mean/std."""
+    return {"do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": list(mean),
+            "image_std": list(std), "do_convert_rgb": True}
+
+
 def check_preset(preset: str, allowed: tuple[str, ...] = ("tiny",)) -> None:
     if preset not in allowed:
         raise ValueError(f"unknown preset {preset!r}; this family has: {', '.join(allowed)}")

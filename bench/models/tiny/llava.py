@@ -30,8 +30,6 @@ from . import _common
 from .tokenizer import llama2_tokenizer, vocab_size_for
 
 MIRRORS = "llava-hf/llava-1.5-7b-hf"
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 # Same output format as the real chat_template.json: "USER: <image>\n{text} ASSISTANT:" (images first, then text).
 CHAT_TEMPLATE = (
@@ -70,12 +68,7 @@ def build_processor(image: int):
         resample=3,  # PIL bicubic
         do_center_crop=True,
         crop_size={"height": image, "width": image},
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
-        image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
-        do_convert_rgb=True,
+        **_common.rescale_normalize(),
     )
     return LlavaProcessor(
         image_processor=image_processor,

@@ -30,8 +30,6 @@ from . import _common
 from .tokenizer import llama2_tokenizer, vocab_size_for
 
 MIRRORS = "llava-hf/llava-v1.6-mistral-7b-hf"
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 REAL_BASE = 336
 REAL_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
 
@@ -74,13 +72,8 @@ def build_processor(image: int):
         resample=3,
         do_center_crop=True,
         crop_size={"height": image, "width": image},
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
-        image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
+        **_common.rescale_normalize(),
         do_pad=True,
-        do_convert_rgb=True,
     )
     processor = LlavaNextProcessor(
         image_processor=image_processor,

@@ -30,8 +30,6 @@ from . import _common
 from .tokenizer import clip_tokenizer
 
 MIRRORS = "google/owlvit-base-patch32"
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 _PRESETS = {"tiny": dict(image=64, patch=16, v_hidden=32, v_inter=64, v_layers=2, v_heads=2,
                          t_hidden=32, t_inter=64, t_layers=2, t_heads=2, proj=32),
@@ -51,12 +49,7 @@ def build_processor(image: int):
         resample=3,
         do_center_crop=True,
         crop_size={"height": image, "width": image},
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
-        image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
-        do_convert_rgb=True,
+        **_common.rescale_normalize(),
     )
     return OwlViTProcessor(image_processor=image_processor, tokenizer=tok)
 

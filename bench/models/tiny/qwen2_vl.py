@@ -29,8 +29,6 @@ from . import _common
 from .tokenizer import qwen2_tokenizer, vocab_size_for
 
 MIRRORS = "Qwen/Qwen2-VL-2B-Instruct"
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 QWEN2_SPECIAL = [
     "<|endoftext|>",
@@ -98,12 +96,7 @@ def build_parts(special: list[str]):
         do_resize=True,
         size={"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS},
         resample=3,
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
-        image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
-        do_convert_rgb=True,
+        **_common.rescale_normalize(),
         patch_size=14,
         temporal_patch_size=2,
         merge_size=2,
