@@ -118,6 +118,7 @@ class HFAdapter(ModelAdapter):
         attn = getattr(self.model.config, "_attn_implementation", None) or "sdpa"
         self.mask_kind = {"sdpa": "bool", "eager": "float"}.get(attn)
         self._vocab_strings: list[str] | None = None
+        self._word_ids: dict[str, torch.Tensor] = {}   # word list -> token ids, found once per adapter
         self.word_tokens: dict[str, list[str]] = {}
         self.prefix_passes = 0   # shared-prefix forward passes run (one per image group)
 
@@ -203,13 +204,14 @@ class HFAdapter(ModelAdapter):
             for cont in req.continuations:
                 rows.append(_Row(i, req.image.image, req.image.key, text, self._continuation_ids(text, cont)))
         outputs = self._run_rows(rows, self._score_rows_generic, self._score_rows_prefix)
-        word_ids = {name: self._word_token_ids(words) for req in requests for name, words in req.first_token_words}
+        per_request: list[list[dict[str, Any]]] = [[] for _ in requests]
+        for row, out in zip(rows, outputs):
+            per_request[row.request].append(out)
         results = []
-        for i, req in enumerate(requests):
-            mine = [(row, out) for row, out in zip(rows, outputs) if row.request == i]
-            first = mine[0][1]["first"]
-            words = {name: float(torch.logsumexp(first[word_ids[name]], 0)) for name, _ in req.first_token_words}
-            conts = {c: out["continuation"] for c, (_, out) in zip(req.continuations, mine[1:])}
+        for req, mine in zip(requests, per_request):
+            first = mine[0]["first"]
+            words = {name: float(torch.logsumexp(first[self._word_token_ids(w)], 0)) for name, w in req.first_token_words}
+            conts = {c: out["continuation"] for c, out in zip(req.continuations, mine[1:])}
             results.append(ScoreResult(continuations=conts, first_token_words=words))
         return results
 
@@ -433,6 +435,8 @@ class HFAdapter(ModelAdapter):
     def _word_token_ids(self, words: Sequence[str]) -> torch.Tensor:
         """Every vocabulary token that spells one of ``words`` (case-insensitive, leading space or not)."""
         key = ",".join(words)
+        if key in self._word_ids:
+            return self._word_ids[key]
         if self._vocab_strings is None:
             self._vocab_strings = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
         wanted = {w.strip().lower() for w in words}
@@ -442,7 +446,8 @@ class HFAdapter(ModelAdapter):
             spellings = {v for w in words for v in (w, w.capitalize(), " " + w, " " + w.capitalize())}
             ids = sorted({self.tokenizer(v, add_special_tokens=False)["input_ids"][0] for v in spellings})
         self.word_tokens[key] = [self._vocab_strings[i] for i in ids]
-        return torch.tensor(ids)
+        self._word_ids[key] = torch.tensor(ids)
+        return self._word_ids[key]
 
     # -- generation ---------------------------------------------------------------------------------
     def generate(self, requests: list[GenerateRequest]) -> list[GenerateResult]:
