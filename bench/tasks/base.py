@@ -49,6 +49,16 @@ class TaskContext:
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
 
 
+def seeded_subset(ids: list, n: int | None, seed: int) -> list:
+    """``n`` of ``ids`` drawn with ``random.Random(seed)``, kept in dataset order (all of them when n is None)."""
+    import random
+
+    if n is None or n >= len(ids):
+        return list(ids)
+    chosen = set(random.Random(seed).sample(ids, n))
+    return [i for i in ids if i in chosen]
+
+
 def parse_dataclass(cls: type, values: dict[str, Any], where: str, section: str) -> Any:
     """Build dataclass ``cls`` from ``values``, with one-line errors naming the file and the field."""
     fields = {f.name: f for f in dataclasses.fields(cls)}

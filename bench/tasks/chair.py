@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from ..metrics.bootstrap import ImageDraw, estimate, on_rows
 from ..models.base import GenerateRequest, GenerateResult
 from ..registry import TASK_TYPES
 from ..spec import listing_hash, sha256_file
-from .base import MetricInfo, Sample, TaskType
+from .base import MetricInfo, Sample, TaskType, seeded_subset
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
@@ -129,11 +128,7 @@ class ChairTask(TaskType):
         return "annotations" if self.params.ground_truth == "annotations" else f"detector:{self.params.detector}"
 
     def _select(self, ids: list[str]) -> list[str]:
-        n = self.params.num_images
-        if n is None or n >= len(ids):
-            return ids
-        chosen = set(random.Random(self.context.seed).sample(ids, n))
-        return [i for i in ids if i in chosen]
+        return seeded_subset(ids, self.params.num_images, self.context.seed)
 
     def samples(self) -> list[Sample]:
         image_root = check_image_root(self.data_path(self.dataset.images, "image folder"), what=f"task {self.name}")

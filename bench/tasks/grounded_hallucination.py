@@ -18,7 +18,6 @@ precision and recall of a "likely hallucination" flag (the detector disagrees wi
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +31,7 @@ from ..metrics.classification import auroc, binary_metrics
 from ..models.base import DetectRequest, DetectResult
 from ..registry import TASK_TYPES
 from ..spec import listing_hash, sha256_file
-from .base import MetricInfo, Sample
+from .base import MetricInfo, Sample, seeded_subset
 from .pope import CocoDataset, PopeParams, PopeTask
 from .pope_sampling import with_article
 
@@ -88,10 +87,7 @@ class GroundedHallucinationTask(PopeTask):
         annotations = self.data_path(self.dataset.annotations, "annotation file")
         image_root = check_image_root(self.data_path(self.dataset.images, "image folder"), what=f"task {self.name}")
         coco = CocoInstances.load(annotations, image_root)
-        ids = coco.image_ids()
-        if self.params.num_images is not None and self.params.num_images < len(ids):
-            chosen = set(random.Random(self.context.seed).sample(ids, self.params.num_images))
-            ids = [i for i in ids if i in chosen]
+        ids = seeded_subset(coco.image_ids(), self.params.num_images, self.context.seed)
         names = coco.category_names()
         samples = []
         for image_id in ids:
