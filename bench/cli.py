@@ -158,7 +158,7 @@ def cmd_score(args) -> int:
     from .results.captions import score_captions
     from .runner.plan import build_tasks
     from .config import RunConfig
-    from .runner.store import atomic_write_json, write_table
+    from .io import atomic_write_json, write_table
 
     if args.kind != "chair":
         raise ConfigError(f"bench score: only 'chair' scores a captions file, got {args.kind!r}")

@@ -144,7 +144,7 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(state, tmp)
     os.replace(tmp, path)
-    from .runner.store import atomic_write_json
+    from .io import atomic_write_json
 
     atomic_write_json(path.with_suffix(".json"), {"step": state["step"], "epoch": state["epoch"], "batch": state["batch"]})
 

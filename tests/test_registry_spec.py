@@ -98,7 +98,7 @@ def test_bad_spec_files_name_the_file(tmp_path, text, message):
 
 @pytest.mark.parametrize("params, message", [
     ({"negatives": "sometimes"}, "params field 'negatives' must be"),
-    ({"negatives": "random", "min_objects": "3"}, "params field 'min_objects' must be int"),
+    ({"negatives": "random", "min_objects": "3"}, "params field 'min_objects' must be an integer"),
     ({"negatives": "random", "answer_mode": "guess"}, "params field 'answer_mode'"),
     ({"negatives": "random", "typo": 1}, "unknown params field 'typo'"),
     ({}, "params field 'negatives' .* is required"),

@@ -107,6 +107,6 @@ class DetectionCache:
         self.images: dict[str, Any] = stored.get("images", {}) if stored.get("settings") == settings else {}
 
     def save(self) -> None:
-        from ..runner.store import atomic_write_json
+        from ..io import atomic_write_json
 
         atomic_write_json(self.path, {"settings": self.settings, "images": self.images})

@@ -50,7 +50,7 @@ def build(config: ProjectorConfig):
 def save(folder: Path, module, config: ProjectorConfig) -> None:
     from safetensors.torch import save_file
 
-    from ..runner.store import atomic_write_json
+    from ..io import atomic_write_json
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

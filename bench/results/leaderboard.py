@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BenchError
-from ..runner.store import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 
 @dataclass

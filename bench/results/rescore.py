@@ -12,7 +12,8 @@ from typing import Any
 from ..errors import BenchError
 from ..metrics.bootstrap import BootstrapConfig
 from ..registry import TASK_TYPES
-from ..runner.store import RunStore, atomic_write_json, write_table
+from ..io import atomic_write_json, write_table
+from ..runner.store import RunStore
 from ..spec import TaskSpec
 from ..tasks.base import TaskContext
 from .aggregate import aggregate

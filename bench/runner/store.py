@@ -3,47 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from ..errors import BenchError
-from ..results.schema import arrow_schema
+from ..io import atomic_write_bytes, atomic_write_json, remove_temp_files, write_table  # noqa: F401
 
 CHUNK_RE = re.compile(r"^chunk-(\d{6})\.parquet$")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False, default=str) + "\n").encode())
-
-
-def write_table(path: Path, rows, task_columns: list[tuple[str, str]]) -> None:
-    """Write rows (a list of dicts, or a DataFrame whose NaNs mean null) as Parquet, atomically."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = arrow_schema(task_columns)
-    if isinstance(rows, list):
-        table = pa.Table.from_pylist(rows, schema=schema)
-    else:
-        table = pa.Table.from_pandas(rows[[f.name for f in schema]], schema=schema, preserve_index=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 class RunStore:
@@ -89,12 +56,7 @@ class RunStore:
 
     def clean_partial(self) -> int:
         """Remove temp files left by a run that was killed mid-write; returns how many."""
-        removed = 0
-        if self.root.exists():
-            for tmp in self.root.rglob(".*.tmp-*"):
-                tmp.unlink(missing_ok=True)
-                removed += 1
-        return removed
+        return remove_temp_files(self.root)
 
     def read_chunks(self, task: str):
         import pandas as pd

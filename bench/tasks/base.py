@@ -10,7 +10,6 @@ without the model.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from ..errors import ConfigError
 from ..metrics.bootstrap import BootstrapConfig
 from ..resources import BUNDLED_PREFIX, resolve_path
 from ..spec import TaskSpec
+from ..validation import parse_dataclass  # noqa: F401  (re-exported: task modules use it)
 
 
 @dataclass(frozen=True)
@@ -57,56 +57,6 @@ def seeded_subset(ids: list, n: int | None, seed: int) -> list:
         return list(ids)
     chosen = set(random.Random(seed).sample(ids, n))
     return [i for i in ids if i in chosen]
-
-
-def parse_dataclass(cls: type, values: dict[str, Any], where: str, section: str) -> Any:
-    """Build dataclass ``cls`` from ``values``, with one-line errors naming the file and the field."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}: unknown {section} field '{unknown[0]}' (allowed: {', '.join(sorted(fields))})")
-    hints = typing.get_type_hints(cls)
-    for name, value in values.items():
-        expected = hints[name]
-        if not _type_ok(value, expected):
-            raise ConfigError(f"{where}: {section} field '{name}' must be {_type_name(expected)}, got {value!r}")
-    try:
-        return cls(**values)
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {section}: {exc}") from None
-
-
-def _type_ok(value: Any, expected: Any) -> bool:
-    origin = typing.get_origin(expected)
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        return any(_type_ok(value, arg) for arg in typing.get_args(expected))
-    if origin is typing.Literal:
-        return value in typing.get_args(expected)
-    if origin in (list, tuple):
-        (item,) = typing.get_args(expected)[:1] or (Any,)
-        return isinstance(value, (list, tuple)) and all(_type_ok(v, item) for v in value)
-    if origin is dict:
-        return isinstance(value, dict)
-    if expected is Any:
-        return True
-    if expected is type(None):
-        return value is None
-    if expected is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, expected)
-
-
-def _type_name(expected: Any) -> str:
-    origin = typing.get_origin(expected)
-    if origin is typing.Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(expected))
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        return " or ".join(_type_name(a) for a in typing.get_args(expected))
-    if expected is type(None):
-        return "null"
-    return getattr(expected, "__name__", str(expected))
 
 
 class TaskType(ABC):

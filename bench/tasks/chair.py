@@ -284,7 +284,7 @@ class ChairTask(TaskType):
 
     def write_extras(self, rows, folder: Path) -> None:
         """captions.jsonl: image_id + caption per line, the format papers publish captions in."""
-        from ..runner.store import atomic_write_bytes
+        from ..io import atomic_write_bytes
 
         lines = []
         for record in rows.to_dict("records"):
