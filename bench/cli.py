@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from .errors import BenchError, ConfigError
+from .runner.signals import Terminated
 
 
 def _value(text: str) -> Any:
@@ -54,6 +55,8 @@ def add_run_parser(sub) -> None:
     p.add_argument("--no-leaderboard", action="store_true", help="do not refresh the leaderboard")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true", help="resolve everything and print what would run; load no model, write nothing")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="recompute the samples that became error rows (after fixing their files); everything else is kept")
     p.set_defaults(func=cmd_run)
 
 
@@ -70,7 +73,7 @@ def cmd_run(args) -> int:
         limit=args.limit, run_name=args.run_name, output=args.output, data_root=args.data_root, max_errors=args.max_errors,
         seed=args.seed, dry_run=args.dry_run, overrides=overrides, chunk_images=args.chunk_images,
         leaderboard=args.leaderboard, write_leaderboard=not args.no_leaderboard, progress=not args.no_progress,
-        bootstrap_resamples=args.bootstrap_resamples,
+        bootstrap_resamples=args.bootstrap_resamples, retry_errors=args.retry_errors,
     )
     result = run(config)
     if result.metrics:
@@ -270,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted; finished chunks are kept, rerun the same command to resume", file=sys.stderr)
         return 130
+    except Terminated:
+        print("bench: terminated; finished chunks are kept, rerun the same command to resume", file=sys.stderr)
+        return Terminated.exit_code
 
 
 if __name__ == "__main__":

@@ -31,9 +31,12 @@ class RunConfig:
     write_leaderboard: bool = True
     progress: bool = True
     bootstrap_resamples: int = 1000
+    retry_errors: bool = False                                # recompute the samples that became error rows
 
     def __post_init__(self):
-        self.output = Path(self.output)
+        self.output = Path(self.output).expanduser()
+        if self.leaderboard is not None:
+            self.leaderboard = Path(self.leaderboard).expanduser()
         if self.data_root is not None:
             self.data_root = Path(self.data_root).expanduser()
         for name in ("batch_size", "chunk_images", "bootstrap_resamples"):
@@ -41,6 +44,8 @@ class RunConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {self.limit}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be 0 or more, got {self.seed}")
         if self.max_errors < 0:
             raise ConfigError(f"--max-errors must be 0 or more, got {self.max_errors}")
         if not self.tasks:

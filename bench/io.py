@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -126,3 +127,17 @@ def remove_temp_files(root: Path) -> int:
                 tmp.unlink()
                 removed += 1
     return removed
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file a task produces beside its rows (a PNG overlay, a saliency map, an edited image): its path
+    relative to the task's folder in the run, and its bytes. Workers send these; the driver writes them."""
+
+    path: str
+    data: bytes
+
+    def __post_init__(self):
+        parts = Path(self.path).parts
+        if not parts or Path(self.path).is_absolute() or ".." in parts:
+            raise ValueError(f"artifact path must be relative and inside the task folder, got {self.path!r}")

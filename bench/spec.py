@@ -56,6 +56,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: task spec file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a task spec file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the spec as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the task spec: {exc.strerror or exc}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -152,14 +158,27 @@ def sha256_json(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
+LISTINGS: dict[str, list[tuple[str, int]]] = {}   # listing sha256 -> its entries, for this process
+
+
 def listing_hash(directory: Path) -> dict[str, Any]:
-    """A cheap fingerprint of an image folder: the names and sizes of its files (never their contents)."""
-    entries = sorted((e.name, e.stat().st_size) for e in _scan(directory))
-    return {"files": len(entries), "sha256": sha256_json(entries)}
+    """A cheap fingerprint of an image folder: the names and sizes of its files (never their contents).
+    The entries are kept in `LISTINGS` under the hash, so a run can record which files a later change touched."""
+    entries = sorted(_scan(Path(directory)))
+    digest = sha256_json(entries)
+    LISTINGS[digest] = entries
+    return {"files": len(entries), "sha256": digest}
 
 
 def _scan(directory: Path):
-    with os.scandir(directory) as it:
-        for entry in it:
-            if entry.is_file():
-                yield entry
+    """(name, size) of each file; an entry that cannot be followed (a symlink loop, a dangling link) has size -1."""
+    try:
+        with os.scandir(directory) as it:
+            for entry in it:
+                try:
+                    if entry.is_file():
+                        yield entry.name, entry.stat().st_size
+                except OSError:
+                    yield entry.name, -1
+    except OSError as exc:
+        raise ConfigError(f"{directory}: cannot list the image folder: {exc.strerror or exc}") from None

@@ -80,16 +80,20 @@ def param(default: Any = MISSING, *, default_factory: Any = MISSING, doc: str = 
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def parse_dataclass(cls: type, values: dict[str, Any], where: str, section: str, *, coerce: bool = False) -> Any:
-    """Build dataclass ``cls`` from ``values``, with one-line errors naming ``where`` and the field.
+def parse_dataclass(cls: type, values: dict[str, Any], where: str, section: str, *, coerce: bool = False,
+                    field_word: str = "field") -> Any:
+    """Build dataclass ``cls`` from ``values``, with one-line errors naming ``where`` and the field
+    ("<where>: <section> field 'x' must be ...").
 
-    ``coerce``: values are command-line text (``seed=3``): read them as the field's type first."""
+    ``coerce``: values are command-line text (``seed=3``): read them as the field's type first.
+    ``field_word``: what a field is called in messages ("key" for ``--model-args``)."""
+    what = f"{section} {field_word}".strip()
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: {section} must be a mapping of fields, got {type(values).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(values) - set(fields), key=str)
     if unknown:
-        raise ConfigError(f"{where}: unknown {section} field '{unknown[0]}' (allowed: {', '.join(sorted(fields))})")
+        raise ConfigError(f"{where}: unknown {what} '{unknown[0]}' (allowed: {', '.join(sorted(fields))})")
     hints = typing.get_type_hints(cls)
     parsed = {}
     for name, value in values.items():
@@ -97,18 +101,18 @@ def parse_dataclass(cls: type, values: dict[str, Any], where: str, section: str,
         if coerce and isinstance(value, str):
             value = _coerce(value, expected)
         if not _type_ok(value, expected):
-            raise ConfigError(f"{where}: {section} field '{name}' must be {_type_name(expected)}, got {value!r}")
+            raise ConfigError(f"{where}: {what} '{name}' must be {_type_name(expected)}, got {value!r}")
         check = fields[name].metadata.get("check")
         if check is not None and (why := check.problem(value)) is not None:
-            raise ConfigError(f"{where}: {section} field '{name}' {why}, got {value!r}")
+            raise ConfigError(f"{where}: {what} '{name}' {why}, got {value!r}")
         parsed[name] = value
     missing = [n for n, f in fields.items() if n not in parsed and f.default is MISSING and f.default_factory is MISSING]
     if missing:
-        raise ConfigError(f"{where}: missing {section} field '{missing[0]}'")
+        raise ConfigError(f"{where}: missing {what} '{missing[0]}'")
     try:
         return cls(**parsed)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{where}: {section}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise ConfigError(f"{where}: {section or field_word}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
 def defaults(cls: type) -> dict[str, Any]:

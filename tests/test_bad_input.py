@@ -97,7 +97,7 @@ def test_empty_dataset(tmp_path, mini_copy, capsys):
 def test_bad_model_args(tmp_path, capsys):
     code, _, err = run_cli(["run", *TINY, "--model-args", "dtype=float8", "--tasks", "pope_mini_random",
                             "--output", str(tmp_path / "r")], capsys)
-    assert_one_line_error(code, err, "dtype must be one of")
+    assert_one_line_error(code, err, "key 'dtype' must be one of")
     code, _, err = run_cli(["run", *TINY, "--model-args", "colour=blue", "--tasks", "pope_mini_random",
                             "--output", str(tmp_path / "r")], capsys)
     assert_one_line_error(code, err, "unknown key 'colour'")

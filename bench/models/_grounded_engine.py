@@ -78,8 +78,12 @@ class GroundedAdapter(HFAdapter):
         enc = self._encode([probe], [self.format_prompt("?")], "right")
         return int((enc["input_ids"][0] == self.image_token_id).sum())
 
-    def describe(self) -> dict[str, Any]:
-        info = super().describe()
+    def free_memory(self) -> None:
+        self._embeddings.clear()
+        super().free_memory()
+
+    def _describe(self) -> dict[str, Any]:
+        info = super()._describe()
         info.update(adapter="grounded", owl=self.owl_source, projector=self.projector_source,
                     projector_config={k: v for k, v in vars(self.projector_config).items() if k != "trained"},
                     shared_embedding="OWL-ViT vision hidden_states[-2] (CLS + patches)")

@@ -19,6 +19,7 @@ import logging
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
@@ -121,9 +122,39 @@ class HFAdapter(ModelAdapter):
         self._word_ids: dict[str, torch.Tensor] = {}   # word list -> token ids, found once per adapter
         self.word_tokens: dict[str, list[str]] = {}
         self.prefix_passes = 0   # shared-prefix forward passes run (one per image group)
+        self.oom_retries = 0     # batches retried smaller after a CUDA out-of-memory error
+        self.commit = None if Path(source).expanduser().is_dir() else _loaded_commit(source, revision, self.model)
+        self._description: dict[str, Any] | None = None
 
     # -- description ------------------------------------------------------------------------------
+    def prepare_words(self, word_sets: Sequence[tuple[tuple[str, tuple[str, ...]], ...]]) -> None:
+        """Find the first-token ids of every word list the tasks will score, now (at load), and check that the
+        lists of one question (yes vs no) share no token: a shared token would count for both answers."""
+        for word_set in word_sets:
+            ids = {name: set(self._word_token_ids(words).tolist()) for name, words in word_set}
+            names = list(ids)
+            for i, a in enumerate(names):
+                for b in names[i + 1:]:
+                    shared = ids[a] & ids[b]
+                    if shared:
+                        spelled = ", ".join(repr(self.tokenizer.decode([t])) for t in sorted(shared))
+                        raise ConfigError(f"first-token words of {a!r} and {b!r} share the token(s) {spelled} in the "
+                                          f"tokenizer of {self.source}; give word lists that no token spells both of")
+
+    def prefix_path(self) -> str:
+        """How the questions about one image run: after a shared prefix, packed in one row (tree mask) or as a
+        batch on views of its cache; or each with its own full prompt (generic)."""
+        if not self.use_prefix_cache:
+            return "generic"
+        return f"shared prefix, packed ({self.mask_kind} mask)" if self.mask_kind else "shared prefix, batched"
+
     def describe(self) -> dict[str, Any]:
+        """A snapshot taken once, at load (after `prepare_words`): what the model is and how it runs."""
+        if self._description is None:
+            self._description = self._describe()
+        return self._description
+
+    def _describe(self) -> dict[str, Any]:
         import transformers
 
         return {
@@ -140,8 +171,11 @@ class HFAdapter(ModelAdapter):
             "image_backend": self.image_backend,
             "chat_template": getattr(self.processor, "chat_template", None),
             "prefix_cache": self.use_prefix_cache,
+            "prefix_path": self.prefix_path(),
+            "batch_size": self.batch_size,
+            "commit": self.commit,
             "decoding": {"do_sample": False, "num_beams": 1, "eos_token_ids": sorted(self.eos_ids)},
-            "first_token_words": self.word_tokens,
+            "first_token_words": {k: list(v) for k, v in sorted(self.word_tokens.items())},
             "transformers": transformers.__version__,
             "torch": torch.__version__,
         }
@@ -178,22 +212,40 @@ class HFAdapter(ModelAdapter):
 
     # -- out-of-memory handling -------------------------------------------------------------------
     def _in_batches(self, items: list, run: Callable[[list], list]) -> list:
+        """``run`` over ``items`` in batches of ``batch_size``; on CUDA out-of-memory the caches are dropped and
+        the batch retried at half the size, for the rest of THIS call only (the next call starts at full size)."""
         out: list = []
-        start = 0
+        start, size = 0, self.batch_size
         while start < len(items):
-            chunk = items[start:start + self.batch_size]
+            chunk = items[start:start + size]
             try:
                 out.extend(run(chunk))
             except torch.OutOfMemoryError:
-                if self.batch_size == 1:
+                self.free_memory()
+                if size == 1:
                     raise
-                self.batch_size = max(1, self.batch_size // 2)
-                log.warning("CUDA out of memory: batch size halved to %d and the batch retried", self.batch_size)
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
+                size = max(1, size // 2)
+                self.oom_retries += 1
+                log.warning("CUDA out of memory: batch retried at size %d", size)
                 continue
             start += len(chunk)
         return out
+
+    def _retry_once(self, run: Callable[[], Any]) -> Any:
+        """A single pass (e.g. an image's prefix) that cannot be split: on out-of-memory, free the caches and try
+        once more; a second failure propagates (its samples become error rows, retried on resume)."""
+        try:
+            return run()
+        except torch.OutOfMemoryError:
+            self.free_memory()
+            self.oom_retries += 1
+            return run()
+
+    def free_memory(self) -> None:
+        """Drop every cached prefix (and, in subclasses, cached embeddings) and return the memory to CUDA."""
+        self._prefixes.clear()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     # -- scoring ----------------------------------------------------------------------------------
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
@@ -419,7 +471,7 @@ class HFAdapter(ModelAdapter):
 
     @torch.inference_mode()
     def _score_rows_prefix(self, rows: list[_Row]):
-        prepared = self._prefix(rows)
+        prepared = self._retry_once(lambda: self._prefix(rows))
         if prepared is None:
             return None
         cache, common, lengths, suffixes = prepared
@@ -486,7 +538,7 @@ class HFAdapter(ModelAdapter):
 
     @torch.inference_mode()
     def _generate_prefix(self, rows: list[_Row], max_new: int):
-        prepared = self._prefix(rows)
+        prepared = self._retry_once(lambda: self._prefix(rows))
         if prepared is None:
             return None
         cache, common, lengths, suffixes = prepared
@@ -553,6 +605,20 @@ def _common_prefix(seqs: list[list[int]]) -> int:
         if any(s[i] != t for s in seqs[1:]):
             return i
     return n
+
+
+def _loaded_commit(repo: str, revision: str | None, model) -> str | None:
+    """The hub commit a model was loaded from: its snapshot folder in the local cache, else what transformers
+    recorded on the config."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(repo, "config.json", revision=revision)
+        if isinstance(cached, str):
+            return Path(cached).parent.name
+    except Exception:  # noqa: BLE001 - an old huggingface_hub or an odd cache: fall back to the config
+        pass
+    return getattr(model.config, "_commit_hash", None)
 
 
 def _image_token_id(config) -> int | None:

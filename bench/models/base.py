@@ -2,15 +2,15 @@
 
 Requests carry the loaded image and a stable ``key`` for it, so an adapter can reuse the work
 shared by every request about one image (its vision features, the cached keys/values of the
-shared prompt prefix). Adapters that can expose their vision embedding for gradients implement
-`EmbeddingAccess` as well.
+shared prompt prefix). Request kinds map to the adapter methods that answer them through
+`register_handler`, so an analysis can add a kind of its own without the runner knowing it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -96,13 +96,27 @@ class ModelAdapter(ABC):
         pass
 
 
-@runtime_checkable
-class EmbeddingAccess(Protocol):
-    """Adapters whose vision embedding can be read, perturbed and differentiated (saliency, bias probes)."""
+_HANDLERS: dict[type, Callable[[ModelAdapter, list], list]] = {}
 
-    def vision_embedding(self, images: list[ImageInput]) -> Any: ...
 
-    def logits_from_embedding(self, embedding: Any, prompts: list[str]) -> Any: ...
+def register_handler(kind: type, handler: Callable[[ModelAdapter, list], list]) -> None:
+    """Say how requests of ``kind`` are answered (``handler(adapter, requests) -> answers``); the analyses
+    (saliency, bias) register their request kinds here, so the runner needs to know none of them."""
+    if kind in _HANDLERS and _HANDLERS[kind] is not handler:
+        raise ValueError(f"duplicate request handler for {kind.__name__}")
+    _HANDLERS[kind] = handler
+
+
+def handle_requests(adapter: ModelAdapter, kind: type, requests: list) -> list:
+    handler = _HANDLERS.get(kind)
+    if handler is None:
+        raise TypeError(f"no handler for requests of kind {kind.__name__}")
+    return handler(adapter, requests)
+
+
+register_handler(GenerateRequest, lambda adapter, requests: adapter.generate(requests))
+register_handler(ScoreRequest, lambda adapter, requests: adapter.score(requests))
+register_handler(DetectRequest, lambda adapter, requests: adapter.detect_scores(requests))
 
 
 @dataclass(frozen=True)
@@ -131,6 +145,10 @@ class ModelFactory(ABC):
 
     def prepare(self) -> None:
         """Make the model available locally (e.g. build a tiny model); called before `identity` in real runs."""
+
+    def pin(self, effective: dict[str, Any]) -> None:
+        """Load exactly what a run recorded (the hub commit it loaded first), so a resume gets the same weights."""
+        self.pinned = dict(effective)
 
     @abstractmethod
     def identity(self) -> dict[str, Any]:

@@ -13,15 +13,21 @@ the embedding to analyses that differentiate or perturb it.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from ..registry import MODELS
 from .base import ModelAdapter, ModelFactory, ModelSpec
-from .hf import ARGS, check_args, folder_identity, hub_identity
+from ..validation import param
+from .hf import ARGS, HFArgs, check_args, folder_identity, hub_identity
 
-GROUNDED_ARGS = ARGS | {"mllm", "owl", "projector"}
+@dataclass
+class GroundedArgs(HFArgs):
+    mllm: str | None = param(None, nonempty=True)        # the LLaVA-style MLLM (hub id or folder)
+    owl: str | None = param(None, nonempty=True)         # the OWL-ViT detector (hub id or folder)
+    projector: str | None = param(None, nonempty=True)   # the folder made by `bench train-projector`
 
 
 def source_identity(source: str) -> dict[str, Any]:
@@ -48,11 +54,10 @@ class GroundedFactory(ModelFactory):
 
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)
-        check_args(spec, self.allowed_args())
+        self.args = check_args(spec, self.Args)
         self.parts: dict[str, str] | None = None
 
-    def allowed_args(self) -> set[str]:
-        return GROUNDED_ARGS
+    Args: type = GroundedArgs
 
     def prepare(self) -> None:
         missing = [k for k in ("mllm", "owl", "projector") if not self.spec.args.get(k)]
@@ -102,16 +107,15 @@ def build_tiny_projector(folder: Path, in_dim: int, out_dim: int, seed: int) -> 
 class TinyGroundedFactory(GroundedFactory):
     """tiny grounded MLLM, built offline: tiny LLaVA + tiny OWL-ViT (16 image tokens each) + an untrained projector"""
 
-    def allowed_args(self) -> set[str]:
-        return ARGS | {"cache_dir", "seed"}
+    from .tiny_adapter import TinyArgs as Args
 
     def prepare(self) -> None:
         import json
 
-        from .tiny_adapter import build_cached, default_cache_dir
+        from .tiny_adapter import build_cached, cache_dir_of
 
-        cache = Path(self.spec.args["cache_dir"]).expanduser() if "cache_dir" in self.spec.args else default_cache_dir()
-        seed = int(self.spec.args.get("seed", 0))
+        cache = cache_dir_of(self.args)
+        seed = self.args.seed
         mllm = build_cached("llava", "tiny", seed, cache)
         owl = build_cached("owlvit", "tiny", seed, cache)
         width = json.loads((owl / "config.json").read_text())["vision_config"]["hidden_size"]

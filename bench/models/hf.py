@@ -16,31 +16,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import ConfigError
+from ..validation import param, parse_dataclass
 from ..registry import MODELS
 from .base import ModelAdapter, ModelFactory, ModelSpec
 
-ARGS = {"dtype", "device_map", "attn_implementation", "image_backend", "revision", "prefix_cache", "prefix_cache_size"}
-DTYPES = ("float32", "bfloat16", "float16", "auto")
+@dataclass
+class HFArgs:
+    """``--model-args`` of the ``hf`` adapter (and of every adapter built on it)."""
+
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] | None = None   # None: float32 on CPU, bfloat16 on CUDA
+    device_map: Literal["auto"] | None = None
+    attn_implementation: str | None = param(None, nonempty=True)
+    image_backend: Literal["pil", "torchvision"] = "pil"
+    revision: str | None = param(None, nonempty=True)
+    prefix_cache: Literal["auto", "off"] = "auto"
+    prefix_cache_size: int = param(8, min=0)
 
 
-def check_args(spec: ModelSpec, allowed: set[str] = ARGS) -> None:
-    unknown = sorted(set(spec.args) - allowed)
-    if unknown:
-        raise ConfigError(f"--model-args: unknown key '{unknown[0]}' for model {spec.display} (allowed: {', '.join(sorted(allowed))})")
-    if spec.args.get("dtype", "float32") not in DTYPES:
-        raise ConfigError(f"--model-args: dtype must be one of {', '.join(DTYPES)}, got {spec.args['dtype']!r}")
-    if spec.args.get("image_backend", "pil") not in ("pil", "torchvision"):
-        raise ConfigError(f"--model-args: image_backend must be pil or torchvision, got {spec.args['image_backend']!r}")
-    if spec.args.get("device_map") not in (None, "auto"):
-        raise ConfigError(f"--model-args: device_map must be 'auto', got {spec.args['device_map']!r}")
-    if not str(spec.args.get("prefix_cache_size", "8")).isdigit():
-        raise ConfigError(f"--model-args: prefix_cache_size must be a whole number, got {spec.args['prefix_cache_size']!r}")
-    if spec.args.get("prefix_cache", "auto") not in ("auto", "off"):
-        raise ConfigError(f"--model-args: prefix_cache must be auto or off, got {spec.args['prefix_cache']!r}")
+ARGS = {f.name for f in fields(HFArgs)}
+
+
+def check_args(spec: ModelSpec, cls: type = HFArgs) -> Any:
+    """The typed, range-checked ``--model-args`` of ``spec`` (one-line errors naming the key)."""
+    return parse_dataclass(cls, dict(spec.args), f"--model-args for {spec.display}", "", coerce=True, field_word="key")
 
 
 def folder_identity(folder: Path) -> dict[str, Any]:
@@ -96,7 +99,11 @@ class HFFactory(ModelFactory):
     def load(self, device: str, batch_size: int) -> ModelAdapter:
         from ._hf_engine import HFAdapter
 
-        return HFAdapter(self.source, self.spec.args, device=device, batch_size=batch_size, identity=self.identity())
+        args = dict(self.spec.args)
+        commit = getattr(self, "pinned", {}).get("commit")
+        if commit and not Path(self.source).expanduser().is_dir():
+            args["revision"] = commit      # a resume loads the commit the run first loaded
+        return HFAdapter(self.source, args, device=device, batch_size=batch_size, identity=self.identity())
 
 
 MODELS.register("hf", HFFactory)

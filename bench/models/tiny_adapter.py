@@ -13,12 +13,15 @@ import hashlib
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..registry import MODELS
 from .base import ModelAdapter, ModelFactory, ModelSpec
-from .hf import ARGS, check_args, folder_identity
+from ..errors import ConfigError
+from ..validation import param
+from .hf import ARGS, HFArgs, check_args, folder_identity
 
 # registered name -> (family, preset, the real model it mirrors)
 TINY_MODELS = {
@@ -31,7 +34,17 @@ TINY_MODELS = {
     "tiny-paligemma": ("paligemma", "tiny", "google/paligemma-3b-mix-224"),
     "bench-llava-100m": ("llava", "bench", "llava-hf/llava-1.5-7b-hf (576 image tokens, ~100M-parameter language model)"),
 }
-TINY_ARGS = ARGS | {"cache_dir", "seed"}
+@dataclass
+class TinyArgs(HFArgs):
+    cache_dir: str | None = param(None, nonempty=True)   # where tiny models are built (default ~/.cache/bench/tiny)
+    seed: int = param(0, min=0)                          # the seed of the random weights
+
+
+def cache_dir_of(args: TinyArgs) -> Path:
+    folder = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--model-args: cache_dir {folder} is a file, not a folder")
+    return folder
 
 
 def default_cache_dir() -> Path:
@@ -81,10 +94,10 @@ class TinyFactory(ModelFactory):
 
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)
-        check_args(spec, TINY_ARGS)
+        args = check_args(spec, TinyArgs)
         self.family, self.preset, self.mirrors = TINY_MODELS[spec.adapter]
-        self.seed = int(spec.args.get("seed", 0))
-        self.cache_dir = Path(spec.args["cache_dir"]).expanduser() if "cache_dir" in spec.args else default_cache_dir()
+        self.seed = args.seed
+        self.cache_dir = cache_dir_of(args)
         self.folder: Path | None = None
 
     def prepare(self) -> None:

@@ -11,13 +11,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import BenchError
 from ..io import atomic_write_bytes
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,29 +60,51 @@ def _entries(metrics: dict[str, Any]):
             yield f"{entry.get('column', name)} · {value['label']}", value
 
 
-def collect(results_dir: Path) -> tuple[list[Column], list[dict[str, Any]]]:
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def collect(results_dir: Path, warn: Callable[[str], None] | None = None) -> tuple[list[Column], list[dict[str, Any]]]:
+    """Columns and rows from every run folder's metrics.json. A run whose files are broken (unreadable JSON,
+    wrong types) is skipped and named through ``warn``; it never stops the board."""
+    warn = warn or (lambda message: log.warning("%s", message))
     columns: dict[str, Column] = {}
     rows = []
     for metrics_path in sorted(Path(results_dir).glob("*/metrics.json")):
         try:
-            metrics = json.loads(metrics_path.read_text())
-        except json.JSONDecodeError:
-            continue  # a run being re-scored right now; the next refresh picks it up
-        manifest_path = metrics_path.parent / "manifest.json"
-        manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-        cells = {}
-        for key, value in _entries(metrics):
-            columns.setdefault(key, Column(key, bool(value.get("higher_is_better", True))))
-            cells[key] = Cell(value["value"], value.get("ci_low"), value.get("ci_high"), float(value.get("scale", 1.0)))
-        model = metrics.get("model", {})
-        rows.append({"run": metrics.get("run", metrics_path.parent.name), "model": model.get("spec", "?"),
-                     "date": str(manifest.get("finished", manifest.get("updated", "")))[:10], "cells": cells})
+            metrics = _read_json(metrics_path)
+            manifest_path = metrics_path.parent / "manifest.json"
+            manifest = _read_json(manifest_path) if manifest_path.exists() else {}
+            if not isinstance(metrics, dict) or not isinstance(manifest, dict):
+                raise TypeError("not a JSON object")
+            cells = {}
+            found = []
+            for key, value in _entries(metrics):
+                cell = Cell(float(value["value"]), _number(value.get("ci_low")), _number(value.get("ci_high")),
+                            float(value.get("scale", 1.0)))
+                found.append((key, bool(value.get("higher_is_better", True))))
+                cells[key] = cell
+            model = metrics.get("model", {})
+            row = {"run": str(metrics.get("run", metrics_path.parent.name)), "model": str(model.get("spec", "?")),
+                   "date": str(manifest.get("finished", manifest.get("updated", "")))[:10], "cells": cells}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError, KeyError, AttributeError) as exc:
+            warn(f"leaderboard: skipped run {metrics_path.parent} (its metrics or manifest is broken: {type(exc).__name__})")
+            continue
+        for key, higher in found:
+            columns.setdefault(key, Column(key, higher))
+        rows.append(row)
     group_first = sorted(columns.values(), key=lambda c: c.key)
     return group_first, rows
 
 
-def build(results_dir: Path, sort: str | None = None) -> Board:
-    columns, rows = collect(results_dir)
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def build(results_dir: Path, sort: str | None = None, warn: Callable[[str], None] | None = None) -> Board:
+    if not Path(results_dir).is_dir():
+        raise BenchError(f"--results {results_dir}: results folder not found")
+    columns, rows = collect(results_dir, warn)
     sort_key = None
     if sort:
         matches = [c for c in columns if c.key == sort] or [c for c in columns if c.key.startswith(sort)]
@@ -163,10 +188,13 @@ RENDERERS = {"md": render_markdown, "csv": render_csv, "latex": render_latex}
 SUFFIX = {"md": ".md", "csv": ".csv", "latex": ".tex"}
 
 
-def write_leaderboard(results_dir: Path, out: Path, sort: str | None = None, formats: tuple[str, ...] = ("md",)) -> Path:
+def write_leaderboard(results_dir: Path, out: Path, sort: str | None = None, formats: tuple[str, ...] = ("md",),
+                      warn: Callable[[str], None] | None = None) -> Path:
     """Write the leaderboard in each format (the first at ``out``, others beside it with their suffix)."""
-    board = build(results_dir, sort)
     out = Path(out)
+    if out.is_dir():
+        raise BenchError(f"leaderboard {out}: is a folder; give the leaderboard file's path")
+    board = build(results_dir, sort, warn)
     for i, fmt in enumerate(formats):
         path = out if i == 0 else out.with_suffix(SUFFIX[fmt])
         atomic_write_bytes(path, RENDERERS[fmt](board).encode())

@@ -19,14 +19,8 @@ from ..models.base import ModelFactory
 from ..registry import MODELS, TASK_TYPES
 from ..spec import TaskSpec, all_specs, load_spec_file, sha256_json
 from ..tasks.base import Sample, TaskContext, TaskType
-from .store import RunStore
-
-
-@dataclass
-class Chunk:
-    task: str
-    index: int
-    samples: list[Sample]
+from .messages import Chunk, WorkUnit
+from .store import RunStore, sample_hash
 
 
 @dataclass
@@ -61,15 +55,21 @@ def resolve_specs(names: list[str]) -> list[TaskSpec]:
         if spec.group:
             groups.setdefault(spec.group, []).append(spec.name)
     out: dict[str, TaskSpec] = {}
+
+    def add(spec: TaskSpec) -> None:
+        if spec.name in out and out[spec.name].source != spec.source:
+            raise ConfigError(f"--tasks: two task specs are named {spec.name!r}: {out[spec.name].source} and {spec.source}; "
+                              "task names must be unique in a run")
+        out[spec.name] = spec
+
     for name in names:
-        if name.endswith((".yaml", ".yml")):
-            spec = load_spec_file(Path(name))
-            out[spec.name] = spec
+        if name.endswith((".yaml", ".yml")) or "/" in name or Path(name).is_dir():
+            add(load_spec_file(Path(name)))
         elif name in known:
-            out[name] = known[name]
+            add(known[name])
         elif name in groups:
             for member in sorted(groups[name]):
-                out[member] = known[member]
+                add(known[member])
         else:
             import difflib
 
@@ -82,7 +82,9 @@ def resolve_specs(names: list[str]) -> list[TaskSpec]:
 def parse_devices(text: str, single_worker: bool) -> list[str]:
     """cpu | cpu:N (N processes) | cuda:0,cuda:1 | auto (every visible GPU, else the CPU).
 
-    ``single_worker``: the model spans devices itself (device_map=auto), so one worker only."""
+    ``single_worker``: the model spans devices itself (device_map=auto), so one worker only. A device this
+    torch cannot use (CUDA on a CPU-only build, a GPU index past the last one, MPS off a Mac) is refused here,
+    before any model is built."""
     text = text.strip()
     if text == "auto":
         import torch
@@ -93,16 +95,51 @@ def parse_devices(text: str, single_worker: bool) -> list[str]:
         devices = [f"cuda:{i}" for i in range(n)] or ["cpu"]
     elif m := re.fullmatch(r"cpu(?::(\d+))?", text):
         devices = ["cpu"] * int(m.group(1) or 1)
+        if not devices:
+            raise ConfigError("--devices: cpu:N needs N of at least 1")
     else:
         devices = [d.strip() for d in text.split(",") if d.strip()]
         for d in devices:
             if not re.fullmatch(r"cuda(:\d+)?|cpu|mps", d):
                 raise ConfigError(f"--devices: cannot read {d!r} (use cpu, cpu:N, cuda:0,cuda:1 or auto)")
+        check_devices_available(devices)
     if not devices:
         raise ConfigError("--devices: no device given")
     if single_worker and len(devices) > 1:
         raise ConfigError("--devices: with device_map=auto one worker spans every visible GPU; use --devices auto")
     return devices
+
+
+def check_devices_available(devices: list[str]) -> None:
+    wanted = [d for d in devices if d != "cpu"]
+    if not wanted:
+        return
+    import torch
+
+    n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for d in wanted:
+        if d.startswith("cuda"):
+            if n_cuda == 0:
+                build = "a CPU-only build of torch" if torch.version.cuda is None else "torch sees no CUDA device"
+                raise ConfigError(f"--devices: {d} asked for, but {build} is installed here; use --devices cpu")
+            index = int(d.partition(":")[2] or 0)
+            if index >= n_cuda:
+                raise ConfigError(f"--devices: {d} asked for, but only {n_cuda} CUDA device(s) are visible (cuda:0..cuda:{n_cuda - 1})")
+        elif d == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ConfigError("--devices: mps asked for, but this torch has no usable MPS device; use --devices cpu")
+
+
+RUN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+MAX_RUN_NAME = 120
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one plain path component: no separators, not '.' or '..', not too long for a file name."""
+    if not RUN_NAME_RE.fullmatch(name) or name in (".", ".."):
+        raise ConfigError(f"--run-name: use letters, digits and . _ + - only, starting with a letter or digit, got {name!r}")
+    if len(name) > MAX_RUN_NAME:
+        raise ConfigError(f"--run-name: at most {MAX_RUN_NAME} characters, got {len(name)}")
+    return name
 
 
 def _slug(text: str) -> str:
@@ -124,9 +161,22 @@ def chunk_samples(task: str, samples: list[Sample], images_per_chunk: int) -> li
     images = list(by_image.values())
     chunks = []
     for start in range(0, len(images), images_per_chunk):
-        members = [s for group in images[start:start + images_per_chunk] for s in group]
-        chunks.append(Chunk(task, len(chunks), sorted(members, key=lambda s: s.index)))
+        members = sorted((s for group in images[start:start + images_per_chunk] for s in group), key=lambda s: s.index)
+        chunks.append(Chunk(task, len(chunks), members, sample_hash([s.id for s in members])))
     return chunks
+
+
+def work_units(chunks: list[Chunk], groups: dict[str, str | None]) -> list[WorkUnit]:
+    """Bundle the chunks that ask about the same images within one group of tasks (chunk k of each POPE split), so
+    one worker gets all of an image's questions and its shared-prefix cache serves them all. Other chunks go
+    alone. Units come in chunk order, round-robin over tasks."""
+    bundles: dict[tuple, list[Chunk]] = {}
+    for chunk in chunks:
+        images = frozenset(s.group for s in chunk.samples)
+        key = (groups.get(chunk.task) or f"task:{chunk.task}", images)
+        bundles.setdefault(key, []).append(chunk)
+    units = [WorkUnit(members) for members in bundles.values()]
+    return sorted(units, key=lambda u: min(c.index for c in u.chunks))
 
 
 def task_fingerprint(task: TaskType) -> dict[str, Any]:
@@ -172,20 +222,21 @@ def make_plan(config: RunConfig) -> Plan:
             samples = samples[: config.limit]
         if not samples:
             raise DataError(f"task {task.name}: the dataset gave no samples ({task.spec.source})")
-        missing += [(task.name, s) for s in samples if s.image.path is not None and not Path(s.image.path).exists()]
+        exists: dict[str, bool] = {}
+        missing += [(task.name, s) for s in samples if s.image.path is not None
+                    and not exists.setdefault(s.image.path, Path(s.image.path).exists())]
         plans[task.name] = TaskPlan(task, samples, chunk_samples(task.name, samples, config.chunk_images), task_fingerprint(task))
     if len(missing) > config.max_errors:
         name, sample = missing[0]
-        more = f" ({len(missing)} images missing in all)" if len(missing) > 1 else ""
+        n_files = len({s.image.path for _, s in missing})
+        more = f" ({n_files} images missing in all, {len(missing)} samples)" if n_files > 1 else ""
         raise DataError(f"task {name}: image file not found: {sample.image.path}{more}")
     groups: dict[str, list[str]] = {}
     for name, tp in plans.items():
         if tp.task.spec.group:
             groups.setdefault(tp.task.spec.group, []).append(name)
     complete = {g: members for g, members in groups.items() if set(members) >= set(_group_members(g))}
-    run_name = config.run_name or default_run_name(model_spec.display, [t.name for t in tasks])
-    if not re.fullmatch(r"[A-Za-z0-9._+-]+", run_name):
-        raise ConfigError(f"--run-name: use letters, digits and . _ + - only, got {run_name!r}")
+    run_name = check_run_name(config.run_name or default_run_name(model_spec.display, [t.name for t in tasks]))
     return Plan(config, factory, plans, complete, run_name, RunStore(config.output / run_name), devices, missing)
 
 

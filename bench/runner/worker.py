@@ -1,29 +1,35 @@
-"""A worker: loads the model once, then turns chunks of samples into rows and writes each chunk.
+"""A worker: loads the model once, then turns work units into rows and artifacts, which it sends to the driver.
 
-The same code runs in-process (one device) and in a spawned process per device. A sample that
-fails (an unreadable image, a model error isolated to it) becomes an error row when errors are
-allowed, and otherwise stops the run with a `SampleError` naming it; the chunk is then not written.
+The same code runs in the driver's process (one device) and in a worker process per device. A worker never
+writes the run folder. A sample that fails (an unreadable image, a model error isolated to it) becomes an error
+row when errors are allowed; otherwise its unit fails with a `SampleError` naming it and the driver decides
+whether another attempt is worth it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
+import signal
+import sys
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..data.images import ImageLoadError, load_image
-from ..errors import BenchError, SampleError
-from ..models.base import DetectRequest, GenerateRequest, ImageInput, ModelAdapter, ScoreRequest
+from ..errors import BenchError, ConfigError, SampleError
+from ..models.base import ImageInput, ModelAdapter, handle_requests
 from ..spec import TaskSpec
 from ..tasks.base import Sample, TaskContext, TaskType
-from .plan import Chunk
-from .store import RunStore, write_table
+from .messages import Chunk, ChunkDone, LoadFailed, Ready, UnitFailed, WorkerExit, WorkUnit
 
 log = logging.getLogger(__name__)
+
+
+class DataSampleError(SampleError):
+    """A sample whose input cannot be read (another attempt gives the same answer)."""
 
 
 def base_row(sample: Sample, error: str | None = None) -> dict[str, Any]:
@@ -34,16 +40,17 @@ def base_row(sample: Sample, error: str | None = None) -> dict[str, Any]:
 def _run_requests(adapter: ModelAdapter, requests: list) -> list:
     """Send a list of mixed requests to the adapter, batched by kind; answers in request order."""
     answers: list = [None] * len(requests)
-    for kind, method in ((GenerateRequest, adapter.generate), (ScoreRequest, adapter.score),
-                         (DetectRequest, adapter.detect_scores)):
-        indices = [i for i, r in enumerate(requests) if isinstance(r, kind)]
-        if indices:
-            for i, answer in zip(indices, method([requests[i] for i in indices])):
-                answers[i] = answer
+    by_kind: dict[type, list[int]] = {}
+    for i, request in enumerate(requests):
+        by_kind.setdefault(type(request), []).append(i)
+    for kind, indices in by_kind.items():
+        for i, answer in zip(indices, handle_requests(adapter, kind, [requests[i] for i in indices])):
+            answers[i] = answer
     return answers
 
 
-def process_chunk(adapter: ModelAdapter, task: TaskType, chunk: Chunk, allow_errors: bool) -> list[dict[str, Any]]:
+def process_chunk(adapter: ModelAdapter, task: TaskType, chunk: Chunk, allow_errors: bool) -> tuple[list[dict[str, Any]], list]:
+    """The rows of a chunk (one per sample, in sample order) and the artifacts its task made."""
     images: dict[str, ImageInput] = {}
     failures: dict[str, str] = {}
     for sample in chunk.samples:
@@ -57,7 +64,7 @@ def process_chunk(adapter: ModelAdapter, task: TaskType, chunk: Chunk, allow_err
     errors: dict[str, str] = {s.id: failures[s.image.key] for s in chunk.samples if s.image.key in failures}
     if errors and not allow_errors:
         first = next(s for s in chunk.samples if s.id in errors)
-        raise SampleError(f"{task.name}/{first.id}", first.image.display, errors[first.id])
+        raise DataSampleError(f"{task.name}/{first.id}", first.image.display, errors[first.id])
 
     ok = [s for s in chunk.samples if s.id not in errors]
     per_sample = {s.id: task.requests(s, images[s.image.key]) for s in ok}
@@ -85,13 +92,15 @@ def process_chunk(adapter: ModelAdapter, task: TaskType, chunk: Chunk, allow_err
         if len(errors) == len(chunk.samples) and len(ok) > 1:
             raise batch_error  # every sample fails alike: a broken model or a bug, not bad samples
 
-    rows = []
+    rows, artifacts = [], []
     for sample in chunk.samples:
         if sample.id in errors:
             rows.append(base_row(sample, errors[sample.id]))
         else:
-            rows.append({**base_row(sample), **task.row(sample, by_sample[sample.id])})
-    return rows
+            row = {**base_row(sample), **task.row(sample, by_sample[sample.id])}
+            rows.append(row)
+            artifacts += task.artifacts(sample, by_sample[sample.id], row)
+    return rows, artifacts
 
 
 def _reason(exc: BaseException) -> str:
@@ -99,9 +108,31 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
 
 
+def run_unit(adapter: ModelAdapter, tasks: dict[str, TaskType], unit: WorkUnit, allow_errors: bool,
+             worker: int) -> Iterator[ChunkDone | UnitFailed]:
+    """One message per finished chunk of the unit; a failure ends the unit (its finished chunks stay finished)."""
+    for chunk in unit.chunks:
+        try:
+            rows, artifacts = process_chunk(adapter, tasks[chunk.task], chunk, allow_errors)
+        except DataSampleError as exc:
+            yield UnitFailed(worker, unit.key, str(exc), retry=False)
+            return
+        except ConfigError as exc:
+            yield UnitFailed(worker, unit.key, str(exc), retry=False, fatal=True)
+            return
+        except BenchError as exc:
+            yield UnitFailed(worker, unit.key, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - a model error or a bug: report it; the driver retries
+            log.debug("unit %s failed:\n%s", unit.key, traceback.format_exc())
+            yield UnitFailed(worker, unit.key, f"{chunk.key}: {_reason(exc)}")
+            return
+        yield ChunkDone(worker, chunk.task, chunk.index, rows, artifacts, chunk.sample_hash, chunk.partial)
+
+
 @dataclass
 class WorkerSetup:
-    """Everything a worker process needs, picklable."""
+    """Everything a worker needs, picklable."""
 
     model_factory: Any
     device: str
@@ -109,7 +140,6 @@ class WorkerSetup:
     threads: int
     specs: dict[str, TaskSpec]
     context: TaskContext
-    run_root: Path
     allow_errors: bool
     example_prompts: dict[str, str]
 
@@ -120,47 +150,78 @@ def build_task(spec: TaskSpec, context: TaskContext) -> TaskType:
     return TASK_TYPES.get(spec.type)(spec, context)
 
 
-def run_chunk(adapter: ModelAdapter, task: TaskType, chunk: Chunk, store: RunStore, allow_errors: bool) -> tuple[int, int, str | None]:
-    """Process and write one chunk; returns (rows, error rows, first error)."""
-    rows = process_chunk(adapter, task, chunk, allow_errors)
-    write_table(store.chunk_path(task.name, chunk.index), rows, task.row_schema())
-    errors = [r for r in rows if r["error"]]
-    first = f"{task.name}/{errors[0]['sample_id']} ({errors[0]['image']}): {errors[0]['error']}" if errors else None
-    return len(rows), len(errors), first
+def build_tasks(setup: WorkerSetup) -> dict[str, TaskType]:
+    return {name: build_task(spec, setup.context) for name, spec in setup.specs.items()}
 
 
-def load_adapter(setup: WorkerSetup) -> tuple[ModelAdapter, dict[str, Any]]:
+def load_adapter(setup: WorkerSetup, tasks: dict[str, TaskType] | None = None) -> tuple[ModelAdapter, dict[str, Any]]:
+    """Load the model; its description is a snapshot taken now, after the tasks' first-token word lists are
+    resolved (and checked) against its tokenizer."""
     import torch
 
     if setup.threads:
         torch.set_num_threads(setup.threads)
     adapter = setup.model_factory.load(setup.device, setup.batch_size)
+    word_sets = [w for task in (tasks or {}).values() for w in task.first_token_words()]
+    if word_sets and hasattr(adapter, "prepare_words"):
+        adapter.prepare_words(word_sets)
     info = {"device": setup.device, "description": adapter.describe(),
             "prompts": {name: adapter.format_prompt(text) for name, text in setup.example_prompts.items()}}
     return adapter, info
 
 
-def worker_main(setup: WorkerSetup, tasks_q, results_q, worker_id: int) -> None:
-    """Entry point of a spawned worker process."""
+# -- worker processes ------------------------------------------------------------------------------------------
+
+
+def exit_with_parent() -> None:
+    """Make this process die with its parent: the kernel's parent-death signal where there is one (Linux), and
+    a watchdog thread that polls the parent's pid everywhere (a SIGKILLed driver leaves no worker computing)."""
     parent = os.getppid()
-    try:
-        adapter, info = load_adapter(setup)
-        results_q.put(("ready", worker_id, info))
-        tasks = {name: build_task(spec, setup.context) for name, spec in setup.specs.items()}
-        store = RunStore(setup.run_root)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        import time
+
         while True:
-            try:
-                chunk = tasks_q.get(timeout=1.0)
-            except queue.Empty:
-                if os.getppid() != parent:  # the main process died (e.g. SIGKILL): stop too
-                    return
-                continue
-            if chunk is None:
-                results_q.put(("exit", worker_id, None))
-                return
-            n, n_err, first = run_chunk(adapter, tasks[chunk.task], chunk, store, setup.allow_errors)
-            results_q.put(("done", worker_id, (chunk.task, chunk.index, n, n_err, first)))
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="bench-parent-watch", daemon=True).start()
+
+
+def worker_main(setup: WorkerSetup, inbox, outbox, worker: int) -> None:
+    """Entry point of a worker process: ``inbox`` gives units (None: stop); ``outbox`` takes messages."""
+    exit_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the driver's to handle; it stops the workers
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        tasks = build_tasks(setup)
+        adapter, info = load_adapter(setup, tasks)
     except BenchError as exc:
-        results_q.put(("error", worker_id, str(exc)))
-    except BaseException:  # noqa: BLE001 - report anything, with its traceback, to the main process
-        results_q.put(("crash", worker_id, traceback.format_exc()))
+        outbox.send(LoadFailed(worker, str(exc)))
+        return
+    except BaseException:  # noqa: BLE001 - report anything, with its traceback, to the driver
+        outbox.send(LoadFailed(worker, traceback.format_exc()))
+        return
+    outbox.send(Ready(worker, info))
+    while True:
+        try:
+            unit = inbox.recv()
+        except (EOFError, OSError):
+            return      # the driver is gone
+        if unit is None:
+            outbox.send(WorkerExit(worker))
+            adapter.close()
+            return
+        for message in run_unit(adapter, tasks, unit, setup.allow_errors, worker):
+            outbox.send(message)

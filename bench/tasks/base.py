@@ -127,6 +127,11 @@ class TaskType(ABC):
     def requests(self, sample: Sample, image: Any) -> list[Any]:
         """The model requests for one sample (``image`` is the loaded `ImageInput`)."""
 
+    def first_token_words(self) -> list[tuple[tuple[str, tuple[str, ...]], ...]]:
+        """The word lists its score requests read at the first answer token (e.g. yes vs no), resolved by the
+        adapter at load so that its description records them."""
+        return []
+
     def needs(self) -> set[str]:
         """Request kinds beyond generate/score the model must answer (checked before any work)."""
         return set()
@@ -142,6 +147,11 @@ class TaskType(ABC):
     @abstractmethod
     def row(self, sample: Sample, responses: list[Any]) -> dict[str, Any]:
         """One flat row (raw outputs + derived fields) from the responses to `requests`."""
+
+    def artifacts(self, sample: Sample, responses: list[Any], row: dict[str, Any]) -> list[Any]:
+        """Files to keep beside the rows (`bench.io.Artifact`: a path relative to the task folder, and bytes),
+        e.g. PNG overlays; the driver writes them with the sample's chunk. None by default."""
+        return []
 
     # -- scoring -------------------------------------------------------------------------------
     @abstractmethod

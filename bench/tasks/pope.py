@@ -191,14 +191,19 @@ class PopeTask(TaskType):
     def prompt_text(self, sample: Sample) -> str:
         return sample.data["question"] + self.params.prompt_suffix
 
+    def _words(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        return (("yes", tuple(self.params.yes_words)), ("no", tuple(self.params.no_words)))
+
+    def first_token_words(self) -> list[tuple[tuple[str, tuple[str, ...]], ...]]:
+        return [self._words()] if "score" in self.params.modes else []
+
     def requests(self, sample: Sample, image) -> list:
         p = self.params
         out: list = []
         if "generate" in p.modes:
             out.append(GenerateRequest(image, self.prompt_text(sample), p.max_new_tokens))
         if "score" in p.modes:
-            words = (("yes", tuple(p.yes_words)), ("no", tuple(p.no_words)))
-            out.append(ScoreRequest(image, self.prompt_text(sample), first_token_words=words))
+            out.append(ScoreRequest(image, self.prompt_text(sample), first_token_words=self._words()))
         return out
 
     def row(self, sample: Sample, responses: list) -> dict[str, Any]:
