@@ -143,7 +143,8 @@ def cmd_leaderboard(args) -> int:
     for fmt in formats:
         if fmt not in ("md", "csv", "latex"):
             raise ConfigError(f"--format: unknown format {fmt!r} (md, csv, latex)")
-    out = write_leaderboard(args.results, args.out, args.sort, formats)
+    out = write_leaderboard(args.results, args.out, args.sort, formats,
+                            warn=lambda message: print(f"bench: warning: {message}", file=sys.stderr))
     print(f"wrote {out}" + "".join(f", {out.with_suffix(s)}" for s in ({"csv": ".csv", "latex": ".tex"}.get(f) for f in formats[1:]) if s))
     return 0
 
@@ -167,13 +168,14 @@ def cmd_score(args) -> int:
         raise ConfigError(f"bench score: only 'chair' scores a captions file, got {args.kind!r}")
     config = RunConfig(model="hf", tasks=[args.task], data_root=args.data_root, seed=args.seed,
                        bootstrap_resamples=args.bootstrap_resamples)
+    if args.output is not None and args.output.exists() and not args.output.is_dir():
+        raise ConfigError(f"--output {args.output}: is a file; give a folder for rows.parquet and metrics.json")
     (task,) = build_tasks(config)
     rows, _, report = score_captions(args.captions, task, skip_unknown=args.skip_unknown, workdir=args.output)
     entry = task_entry(task, rows)
     print(summary({"tasks": {task.name: entry}}))
     for name, value in entry["metrics"].items():
-        scale = value["scale"]
-        print(f"  {value['label']}: {value['value'] * scale:.2f} [{value['ci_low'] * scale:.2f}, {value['ci_high'] * scale:.2f}]")
+        print(f"  {value['label']}: {_scaled(value, 'value')} [{_scaled(value, 'ci_low')}, {_scaled(value, 'ci_high')}]")
     print(f"  {report.n_scored} captions scored of {report.n_lines} lines; {report.n_empty} empty (scored as mentioning "
           f"nothing); {report.n_unknown_skipped} with unknown image ids skipped")
     if args.output:
@@ -182,6 +184,12 @@ def cmd_score(args) -> int:
                                                           "report": report.__dict__, **entry})
         print(f"wrote {args.output / 'rows.parquet'} and {args.output / 'metrics.json'}")
     return 0
+
+
+def _scaled(metric: dict[str, Any], key: str) -> str:
+    """A metric's value (or bound) as papers print it; "n/a" when undefined (e.g. CHAIR_i with no mention at all)."""
+    value = metric.get(key)
+    return "n/a" if value is None else f"{value * metric.get('scale', 1.0):.2f}"
 
 
 def cmd_train_projector(args) -> int:

@@ -49,6 +49,19 @@ def _check_fields(path: Path, data: Any, required: dict[str, tuple[str, ...]]) -
                     raise DataError(f"{path}: {section}[{i}] is missing field '{name}'")
 
 
+def _unique_ids(path: Path, entries: list[dict[str, Any]], section: str) -> set:
+    """The ids of a section, which must be unique (a repeated id names both entries)."""
+    first: dict[Any, int] = {}
+    for i, entry in enumerate(entries):
+        key = entry["id"]
+        if not isinstance(key, (int, str)) or isinstance(key, bool):
+            raise DataError(f"{path}: {section}[{i}] field 'id' must be an integer or a string, got {key!r}")
+        if key in first:
+            raise DataError(f"{path}: {section}[{i}] repeats the id {key!r} of {section}[{first[key]}]")
+        first[key] = i
+    return set(first)
+
+
 def _make_coco(data: dict[str, Any]):
     from pycocotools.coco import COCO
 
@@ -71,8 +84,14 @@ class CocoInstances:
     def load(cls, annotations: Path, image_root: Path) -> "CocoInstances":
         data = read_json(annotations)
         _check_fields(annotations, data, REQUIRED)
-        image_ids = {img["id"] for img in data["images"]}
-        category_ids = {cat["id"] for cat in data["categories"]}
+        image_ids = _unique_ids(annotations, data["images"], "images")
+        category_ids = _unique_ids(annotations, data["categories"], "categories")
+        for i, cat in enumerate(data["categories"]):
+            if not isinstance(cat["name"], str) or not cat["name"].strip():
+                raise DataError(f"{annotations}: categories[{i}] field 'name' must be a non-empty string, got {cat['name']!r}")
+        for i, img in enumerate(data["images"]):
+            if not isinstance(img["file_name"], str) or not img["file_name"].strip():
+                raise DataError(f"{annotations}: images[{i}] field 'file_name' must be a non-empty string, got {img['file_name']!r}")
         for i, ann in enumerate(data["annotations"]):
             if ann["image_id"] not in image_ids:
                 raise DataError(f"{annotations}: annotations[{i}] field 'image_id' refers to unknown image {ann['image_id']!r}")
@@ -106,7 +125,7 @@ def load_captions(path: Path) -> dict[int, list[str]]:
     """image id -> its reference captions, from a COCO captions file."""
     data = read_json(path)
     _check_fields(path, data, CAPTION_REQUIRED)
-    captions: dict[int, list[str]] = {img["id"]: [] for img in data["images"]}
+    captions: dict[int, list[str]] = {i: [] for i in _unique_ids(path, data["images"], "images")}
     for i, ann in enumerate(data["annotations"]):
         if ann["image_id"] not in captions:
             raise DataError(f"{path}: annotations[{i}] field 'image_id' refers to unknown image {ann['image_id']!r}")

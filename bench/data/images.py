@@ -54,7 +54,9 @@ def load_image(ref: ImageRef):
         with Image.open(path) as image:
             image.load()
             return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(f"cannot read image {path}: it claims more pixels than PIL allows ({str(exc).split('.')[0]})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError) as exc:
         raise ImageLoadError(f"cannot read image {path}: {exc}") from None
 
 

@@ -6,23 +6,30 @@ uses exactly the settings the run used.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from ..errors import BenchError
+from ..errors import BenchError, DataError
+from ..io import atomic_write_json, write_table
 from ..metrics.bootstrap import BootstrapConfig
 from ..registry import TASK_TYPES
-from ..io import atomic_write_json, write_table
 from ..runner.store import RunStore
 from ..spec import TaskSpec
 from ..tasks.base import TaskContext
 from .aggregate import aggregate
+from .schema import BASE_COLUMNS
+
+log = logging.getLogger(__name__)
 
 
 def task_from_manifest(name: str, entry: dict[str, Any], manifest: dict[str, Any], resamples: int | None):
     spec = entry["spec"]
-    config = manifest.get("config", {})
-    seed = int(config.get("seed", 0))
+    config = manifest.get("config", {}) if isinstance(manifest.get("config"), dict) else {}
+    try:
+        seed = int(config.get("seed", 0))
+    except (TypeError, ValueError):
+        raise DataError(f"manifest of {manifest.get('run_name', '?')}: config field 'seed' must be an integer") from None
     context = TaskContext(None, seed, BootstrapConfig(resamples or int(config.get("bootstrap_resamples", 1000)), seed))
     task_spec = TaskSpec(name=name, type=spec["type"], source=Path(entry.get("source", name)), group=spec.get("group"),
                          dataset=spec.get("dataset", {}), params=spec.get("params", {}))
@@ -32,12 +39,21 @@ def task_from_manifest(name: str, entry: dict[str, Any], manifest: dict[str, Any
 def rescore(run_dir: Path, bootstrap_resamples: int | None = None) -> dict[str, Any]:
     store = RunStore(run_dir)
     manifest = store.read_manifest()
+    entries = manifest.get("tasks")
+    if not isinstance(entries, dict) or not entries:
+        raise DataError(f"{store.manifest_path}: field 'tasks' must be a non-empty mapping of task name to its entry")
     tasks, rows = {}, {}
-    for name, entry in manifest.get("tasks", {}).items():
+    for name, entry in entries.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("spec"), dict) or "type" not in entry["spec"]:
+            raise DataError(f"{store.manifest_path}: tasks.{name} lacks its 'spec' (with a 'type')")
+        task = task_from_manifest(name, entry, manifest, bootstrap_resamples)
         table = store.read_rows(name)
         if table is None:
             raise BenchError(f"{run_dir}: task {name} has no saved rows")
-        task = task_from_manifest(name, entry, manifest, bootstrap_resamples)
+        source = store.rows_path(name) if store.rows_path(name).exists() else store.chunk_dir(name)
+        missing = [c for c, _ in BASE_COLUMNS + task.row_schema() if c not in table.columns]
+        if missing:
+            raise DataError(f"{source}: rows lack column '{missing[0]}'")
         tasks[name], rows[name] = task, task.rescore(table)
     groups: dict[str, list[str]] = {}
     for name, task in tasks.items():
@@ -47,8 +63,11 @@ def rescore(run_dir: Path, bootstrap_resamples: int | None = None) -> dict[str, 
     if previous.exists():
         import json
 
-        kept = json.loads(previous.read_text()).get("groups", {})
-        groups = {g: m for g, m in groups.items() if g in kept}   # only the groups the run itself reported
+        try:
+            kept = json.loads(previous.read_text(encoding="utf-8")).get("groups", {})
+            groups = {g: m for g, m in groups.items() if g in kept}   # only the groups the run itself reported
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            log.warning("%s is broken; it is written anew", previous)
     for name, task in tasks.items():
         write_table(store.rows_path(name), rows[name], task.row_schema())
     metrics = aggregate(manifest.get("run_name", Path(run_dir).name), tasks, rows, groups, manifest.get("model", {}))

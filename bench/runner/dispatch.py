@@ -26,7 +26,7 @@ MAX_ATTEMPTS = 3
 @dataclass
 class Outcome:
     infos: list[dict[str, Any]] = field(default_factory=list)      # Ready info of each worker, in order
-    failed: dict[str, str] = field(default_factory=dict)           # unit key -> last error, after its attempts
+    failed: dict[str, dict[str, Any]] = field(default_factory=dict)   # unit key -> {error, attempts}: given up
     attempts: dict[str, int] = field(default_factory=dict)
     lost_workers: list[str] = field(default_factory=list)
 
@@ -128,7 +128,7 @@ class Dispatcher:
             log.warning("unit %s failed (attempt %d of %d): %s", remaining.key, attempts, self.max_attempts, error)
             self.queue.appendleft(remaining)
             return
-        self.outcome.failed[remaining.key] = error
+        self.outcome.failed[remaining.key] = {"error": error, "attempts": attempts}
         if self.succeeded == 0 and len(self.outcome.failed) >= self.max_attempts:
             raise BenchError(f"every unit fails ({len(self.outcome.failed)} so far, none finished); last: {error}; "
                              "finished chunks are kept")

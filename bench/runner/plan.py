@@ -19,6 +19,7 @@ from ..models.base import ModelFactory
 from ..registry import MODELS, TASK_TYPES
 from ..spec import TaskSpec, all_specs, load_spec_file, sha256_json
 from ..tasks.base import Sample, TaskContext, TaskType
+from ..validation import defaults
 from .messages import Chunk, WorkUnit
 from .store import RunStore, sample_hash
 
@@ -180,7 +181,12 @@ def work_units(chunks: list[Chunk], groups: dict[str, str | None]) -> list[WorkU
 
 
 def task_fingerprint(task: TaskType) -> dict[str, Any]:
-    spec_hash = sha256_json(task.spec.normalized())
+    """The spec (with parameters set to their default left out, so typing a default changes nothing), the data
+    files' checksums and the image folders' listings."""
+    normalized = task.spec.normalized()
+    default = defaults(task.Params)
+    normalized["params"] = {k: v for k, v in normalized["params"].items() if k not in default or default[k] != v}
+    spec_hash = sha256_json(normalized)
     data = task.data_fingerprint()
     return {"sha256": sha256_json({"spec": spec_hash, "data": data}), "spec_sha256": spec_hash, "data": data}
 

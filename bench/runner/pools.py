@@ -150,10 +150,13 @@ class ProcessPool(WorkerPool):
                 if isinstance(message, (WorkerExit, LoadFailed)):
                     self._finished.add(worker)
                     break
-        except (EOFError, OSError, ValueError, ImportError, AttributeError) as exc:  # a message cut short
+        except (EOFError, OSError, ValueError, ImportError, AttributeError) as exc:  # it died, perhaps mid-message
             if worker not in self._finished:
                 self._finished.add(worker)
-                events.append(WorkerLost(worker, f"its channel broke ({type(exc).__name__})"))
+                proc = self._procs[worker]
+                proc.join(timeout=5)
+                reason = _exit_reason(proc.exitcode) if proc.exitcode is not None else f"its channel broke ({type(exc).__name__})"
+                events.append(WorkerLost(worker, reason))
         return events
 
     def close(self) -> None:

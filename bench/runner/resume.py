@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ResumeError
-from .store import ChunkDamaged, RunStore
+from .store import ChunkDamaged, RunStore, sample_hash
 
 SPEED_KNOBS = {"device_map", "cache_dir", "prefix_cache", "prefix_cache_size"}     # same outputs, other speed
 EFFECTIVE_ARGS = {"dtype": "dtype", "attn_implementation": "attn_implementation", "image_backend": "image_backend",
@@ -101,14 +101,17 @@ def verify_chunks(store: RunStore, plan, schema_version: str, code_version: str,
                   warn: Callable[[str], None]) -> dict[str, Any]:
     """Check every chunk file of the run against the plan before resuming.
 
-    - a file that cannot be read (truncated, 0 bytes), or whose rows are not the chunk's (a foreign file), is set
-      aside (moved to ``set_aside/``, named in a warning) and recomputed;
-    - a readable chunk recorded with another sample set or schema version refuses the resume, naming it;
+    - a file that cannot be read (truncated, 0 bytes), or whose rows are not the chunk's and not a coherent chunk of
+      their own (a foreign file: another chunk's copy, rows that do not match its footer), is set aside (moved to
+      ``set_aside/``, named in a warning) and recomputed;
+    - a coherent chunk (its rows match its footer's sample hash) that holds another sample set than the plan gives
+      it means the run's samples changed: the resume is refused, naming it; so is another schema version;
     - another code version is a warning, recorded in the manifest.
     Returns {"set_aside": [...], "code_versions": [...]}."""
     report: dict[str, Any] = {"set_aside": [], "code_versions": []}
     for name, tp in plan.tasks.items():
         by_index = {c.index: c for c in tp.chunks}
+        planned = {c.sample_hash for c in tp.chunks}
         for index, path in store.chunk_files(name).items():
             chunk = by_index.get(index)
             try:
@@ -119,12 +122,13 @@ def verify_chunks(store: RunStore, plan, schema_version: str, code_version: str,
                 if meta.get("schema_version", schema_version) != schema_version:
                     raise ResumeError(f"{path}: written with results schema version {meta['schema_version']}, this bench "
                                       f"writes version {schema_version}; use another --run-name")
-                if meta.get("sample_hash") and meta["sample_hash"] != chunk.sample_hash:
+                held = sample_hash(info.sample_ids)
+                if held != chunk.sample_hash:
+                    if meta.get("sample_hash") != held or held in planned:
+                        raise ChunkDamaged(f"its {len(info.sample_ids)} rows are not this chunk's {len(chunk.samples)} samples")
                     raise ResumeError(f"{path}: this chunk holds a different sample set than the run now plans for it "
-                                      f"(sample hash {meta['sample_hash'][:12]} != {chunk.sample_hash[:12]}); "
+                                      f"(sample hash {held[:12]} != {chunk.sample_hash[:12]}); "
                                       "use another --run-name, or delete the folder to start over")
-                if sorted(info.sample_ids) != sorted(s.id for s in chunk.samples):
-                    raise ChunkDamaged(f"its {len(info.sample_ids)} rows are not the chunk's {len(chunk.samples)} samples")
                 code = meta.get("code_version")
                 if code and code != code_version and code not in report["code_versions"]:
                     report["code_versions"].append(code)

@@ -173,7 +173,6 @@ class Execution:
                 self.manifest.setdefault("resumed", []).append(started)
                 self.effective = old.get("resume_key", {}).get("effective")
                 self.manifest["resume_key"]["tasks"].update(self.key["tasks"])
-                self.manifest["resume_key"]["model"] = self.key["model"]
             else:   # nothing was computed under the old settings (e.g. the model failed to load): start over
                 self.manifest = {"schema_version": SCHEMA_VERSION, "run_name": self.plan.run_name, "created": old.get("created", started),
                                  "resume_key": self.key, "earlier_attempts": old.get("earlier_attempts", []) +
@@ -285,6 +284,7 @@ class Execution:
         """A worker is loaded: its settings in effect must match the run's before its first chunk is accepted."""
         now_ = effective_settings(info)
         check_effective(self.store.root, self.effective, self.key["model"]["typed"], now_)
+        self.manifest["resume_key"]["model"] = self.key["model"]      # typed arguments: recorded once they check out
         if self.effective is None:
             self.effective = now_
             self.manifest["resume_key"]["effective"] = now_
@@ -325,16 +325,16 @@ class Execution:
             units = work_units(pending, {name: tp.task.spec.group for name, tp in plan.tasks.items()})
             progress = Progress(sum(len(c.samples) for c in pending), config.max_errors, plan.run_name, config.progress)
             progress.errors = self.existing_errors(retried)
-            failed: dict[str, str] = {}
+            failed: dict[str, dict[str, Any]] = {}
             if units:
                 failed = self.dispatch(units, progress)
             else:
                 total = sum(len(tp.chunks) for tp in plan.tasks.values())
                 print(f"{plan.run_name}: all {total} chunks were already finished; nothing to compute", file=self.out)
             if failed:
-                first_key, first_error = next(iter(failed.items()))
+                first_key, first = next(iter(failed.items()))
                 raise BenchError(f"{len(failed)} unit(s) of chunks failed after their attempts and are left for a resume "
-                                 f"(first: {first_key}: {first_error}); the other chunks finished")
+                                 f"(first: {first_key}, {first['attempts']} attempt(s): {first['error']}); the other chunks finished")
             metrics = finish(plan, self.manifest)
         except KeyboardInterrupt:
             self.end("interrupted", "interrupted (Ctrl-C)")
@@ -359,7 +359,7 @@ class Execution:
             board = write_leaderboard(config.output, config.leaderboard_path, warn=self.warn)
         return RunResult(store.root, metrics, len(units), board, already_finished=not units)
 
-    def dispatch(self, units, progress: Progress) -> dict[str, str]:
+    def dispatch(self, units, progress: Progress) -> dict[str, dict[str, Any]]:
         n_slots = min(len(self.plan.devices), len(units))          # cpu:N is capped at the pending work
         cpu_workers = sum(1 for d in self.plan.devices[:n_slots] if d == "cpu")
         threads = max(1, (os.cpu_count() or 1) // cpu_workers) if cpu_workers else 0

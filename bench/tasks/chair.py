@@ -28,6 +28,7 @@ from ..metrics.bootstrap import ImageDraw, estimate, on_rows
 from ..models.base import GenerateRequest, GenerateResult
 from ..registry import TASK_TYPES
 from ..spec import listing_hash, sha256_file
+from ..validation import param
 from .base import MetricInfo, Sample, TaskType, seeded_subset
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -45,14 +46,15 @@ def drop_unfinished_sentence(text: str) -> str:
 
 @dataclass
 class ChairParams:
-    prompts: list[str] = field(default_factory=lambda: ["Please describe this image in detail."])
-    max_new_tokens: int = 512
+    prompts: list[str] = param(default_factory=lambda: ["Please describe this image in detail."], nonempty=True,
+                               items={"nonempty": True})
+    max_new_tokens: int = param(512, min=1)
     drop_unfinished_sentence: bool = False
-    num_images: int | None = 500       # a seeded subset (None: every image); the ids are recorded
+    num_images: int | None = param(500, min=1)     # a seeded subset (None: every image); the ids are recorded
     ground_truth: Literal["annotations", "detector"] = "annotations"
     detector: str | None = None        # e.g. onnx:centernet_mbv3_coco80, owlvit:google/owlvit-base-patch32
     detector_model: str | None = None  # the model file of an ONNX detector
-    detector_threshold: float | None = None
+    detector_threshold: float | None = param(None, min=0, max=1)
     phrase_rules: Literal["reference", "opera"] = "reference"   # "opera": "train track" etc. count as nothing
 
 

@@ -30,6 +30,7 @@ from ..metrics.bootstrap import ImageDraw, estimate, on_rows
 from ..metrics.classification import auroc, binary_metrics
 from ..models.base import DetectRequest, DetectResult
 from ..registry import TASK_TYPES
+from ..validation import param
 from ..spec import listing_hash, sha256_file
 from .base import MetricInfo, Sample, seeded_subset
 from .pope import CocoDataset, PopeParams, PopeTask
@@ -41,11 +42,11 @@ BINS = np.linspace(0.0, 1.0, 11)
 @dataclass
 class GroundedParams(PopeParams):
     question_set: Literal["pope", "all_classes"] = "pope"
-    all_classes_template: str = "Is there a {} in the image? Only answer with 'yes' or 'no'."
+    all_classes_template: str = param("Is there a {} in the image? Only answer with 'yes' or 'no'.", contains="{}")
     grounding: Literal["model", "external"] = "model"
     detector: str | None = None          # external grounding: onnx:<preset>, owlvit:<hub id or folder>
     detector_model: str | None = None    # the .onnx file of an ONNX detector
-    flag_threshold: float = 0.1          # the detector "disagrees" with yes below it, with no at or above it
+    flag_threshold: float = param(0.1, min=0, max=1)   # the detector "disagrees" with yes below it, with no at or above it
 
 
 @TASK_TYPES.register("grounded_hallucination")

@@ -21,6 +21,7 @@ from ..metrics.classification import auroc, binary_metrics
 from ..models.base import GenerateRequest, GenerateResult, ScoreRequest, ScoreResult
 from ..registry import TASK_TYPES
 from ..spec import listing_hash, sha256_file
+from ..validation import param
 from .base import MetricInfo, Sample, TaskType
 from . import pope_sampling
 
@@ -49,15 +50,15 @@ def p_yes(logp_yes: float, logp_no: float) -> float:
 @dataclass
 class PopeParams:
     negatives: Literal["random", "popular", "adversarial"] | None = None   # for questions built from annotations
-    min_objects: int = 3           # eligible images have at least this many distinct objects
-    max_positives: int = 3         # present objects asked per image, each paired with one absent object
-    num_images: int | None = 500   # images sampled (None: all eligible ones)
-    template: str = "Is there a {} in the image?"
+    min_objects: int = param(3, min=1)            # eligible images have at least this many distinct objects
+    max_positives: int = param(3, min=1)          # present objects asked per image, each paired with one absent object
+    num_images: int | None = param(500, min=1)    # images sampled (None: all eligible ones)
+    template: str = param("Is there a {} in the image?", contains="{}")
     prompt_suffix: str = "\nAnswer the question using a single word or phrase."
     answer_mode: Literal["generate", "score", "both"] = "generate"
-    max_new_tokens: int = 128
-    yes_words: list[str] = field(default_factory=lambda: ["yes"])
-    no_words: list[str] = field(default_factory=lambda: ["no"])
+    max_new_tokens: int = param(128, min=1)
+    yes_words: list[str] = param(default_factory=lambda: ["yes"], nonempty=True, items={"nonempty": True})
+    no_words: list[str] = param(default_factory=lambda: ["no"], nonempty=True, items={"nonempty": True})
 
     @property
     def modes(self) -> tuple[str, ...]:
