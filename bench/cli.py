@@ -55,6 +55,7 @@ def add_run_parser(sub) -> None:
     p.add_argument("--no-leaderboard", action="store_true", help="do not refresh the leaderboard")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true", help="resolve everything and print what would run; load no model, write nothing")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per CPU worker (default: the cores shared out)")
     p.add_argument("--retry-errors", action="store_true",
                    help="recompute the samples that became error rows (after fixing their files); everything else is kept")
     p.set_defaults(func=cmd_run)
@@ -73,7 +74,7 @@ def cmd_run(args) -> int:
         limit=args.limit, run_name=args.run_name, output=args.output, data_root=args.data_root, max_errors=args.max_errors,
         seed=args.seed, dry_run=args.dry_run, overrides=overrides, chunk_images=args.chunk_images,
         leaderboard=args.leaderboard, write_leaderboard=not args.no_leaderboard, progress=not args.no_progress,
-        bootstrap_resamples=args.bootstrap_resamples, retry_errors=args.retry_errors,
+        bootstrap_resamples=args.bootstrap_resamples, retry_errors=args.retry_errors, threads=args.threads,
     )
     result = run(config)
     if result.metrics:

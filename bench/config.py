@@ -32,6 +32,7 @@ class RunConfig:
     progress: bool = True
     bootstrap_resamples: int = 1000
     retry_errors: bool = False                                # recompute the samples that became error rows
+    threads: int | None = None                                # torch threads per CPU worker (None: cores / workers)
 
     def __post_init__(self):
         self.output = Path(self.output).expanduser()
@@ -44,6 +45,8 @@ class RunConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {self.limit}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
         if self.seed < 0:
             raise ConfigError(f"--seed must be 0 or more, got {self.seed}")
         if self.max_errors < 0:

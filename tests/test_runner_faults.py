@@ -120,19 +120,22 @@ def test_sigkill_of_the_driver_leaves_no_worker_and_the_run_resumes(tmp_path, re
     assert_same_rows(reference, rows_of(out, "kd"))
 
 
-def test_sigterm_and_ctrl_c_mark_the_run_interrupted(tmp_path):
+def test_sigterm_and_ctrl_c_mark_the_run_interrupted_and_stop_the_workers(tmp_path):
     out = tmp_path / "out"
     args = ["--model", "fake-harness", "--model-args", "seconds_per_sample=0.05", *POPE, "--chunk-images", "1"]
-    for sig, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
-        run = f"sig{code}"
-        proc = subprocess.Popen(bench_cmd(out, run, *args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for sig, code, devices in ((signal.SIGTERM, 143, "cpu:2"), (signal.SIGINT, 130, "cpu"), (signal.SIGTERM, 143, "cpu")):
+        run = f"sig{code}{devices.replace(':', '')}"
+        proc = subprocess.Popen(bench_cmd(out, run, *args, "--devices", devices), cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
         wait_for(lambda: n_chunks(out, run) >= 1 or proc.poll() is not None, what="a first chunk")
+        workers = children(proc.pid)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == code, err
         manifest = manifest_of(out, run)
         assert manifest["status"] == "interrupted" and n_chunks(out, run) >= 1
         assert "Traceback" not in err
+        wait_for(lambda: not any(alive(w) for w in workers), timeout=10, what="the workers to exit")
 
 
 def test_poison_chunk_uses_its_attempts_the_rest_finish_and_a_resume_after_the_fix_completes(tmp_path, capsys):
@@ -365,3 +368,21 @@ def test_artifacts_arrive_with_their_chunk(tmp_path, capsys):
     for sid, answer in zip(rows["sample_id"], rows["score_answer"]):
         assert (task_dir / "notes" / f"{sid}.txt").read_text() == f"{answer}\n"
     assert not list((out / "a").rglob(".*.tmp-*"))
+
+
+def test_a_cpu2_manifest_equals_a_cpu_one_except_devices_and_times(tmp_path, capsys):
+    manifests = {}
+    for devices in ("cpu", "cpu:2"):
+        run = devices.replace(":", "")
+        assert run_cli(["run", "--model", "tiny-llava", *POPE, "--devices", devices, "--output", str(tmp_path / run),
+                        "--run-name", "m", *FAST, "--limit", "12"], capsys)[0] == 0
+        manifest = manifest_of(tmp_path / run, "m")
+        for key in ("devices", "workers", "times", "created", "updated", "finished", "command"):
+            manifest.pop(key)
+        manifest["config"].pop("devices")
+        manifest["config"].pop("output")
+        manifests[devices] = manifest
+    assert manifests["cpu"] == manifests["cpu:2"]
+    description = manifests["cpu"]["model"]["description"]
+    assert description["prefix_path"].startswith("shared prefix") and description["batch_size"] == 8
+    assert description["first_token_words"]                   # resolved at load, before the first chunk

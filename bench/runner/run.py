@@ -362,7 +362,7 @@ class Execution:
     def dispatch(self, units, progress: Progress) -> dict[str, dict[str, Any]]:
         n_slots = min(len(self.plan.devices), len(units))          # cpu:N is capped at the pending work
         cpu_workers = sum(1 for d in self.plan.devices[:n_slots] if d == "cpu")
-        threads = max(1, (os.cpu_count() or 1) // cpu_workers) if cpu_workers else 0
+        threads = self.config.threads or (max(1, (os.cpu_count() or 1) // cpu_workers) if cpu_workers else 0)
         examples = {name: text for name, tp in self.plan.tasks.items() if (text := tp.task.prompt_text(tp.samples[0])) is not None}
 
         def setup_for(slot: int) -> WorkerSetup:
