@@ -22,6 +22,7 @@ FAMILIES: dict[str, str] = {
     "smolvlm": "bench.models.tiny.smolvlm:build",
     "paligemma": "bench.models.tiny.paligemma:build",
     "owlvit": "bench.models.tiny.owlvit:build",
+    "planted_bias": "bench.models.tiny.planted_bias:build",
 }
 
 # The real checkpoint each family mirrors (also written into each folder's bench_tiny.json).
@@ -34,6 +35,7 @@ MIRRORS: dict[str, str] = {
     "smolvlm": "HuggingFaceTB/SmolVLM-256M-Instruct",
     "paligemma": "google/paligemma-3b-mix-224",
     "owlvit": "google/owlvit-base-patch32",
+    "planted_bias": "google/owlvit-base-patch32 / llava-hf/llava-1.5-7b-hf (planted: both read mean(R) - mean(B))",
 }
 
 
