@@ -70,6 +70,16 @@ class Check:
         return ", ".join(parts)
 
 
+class FieldValueError(ValueError):
+    """A rule spanning fields, broken: raised by a dataclass's ``__post_init__`` so that `parse_dataclass`
+    names the field ("<where>: <section> field 'x': <message>") rather than only the section."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"field {field!r}: {message}")
+
+
 def param(default: Any = MISSING, *, default_factory: Any = MISSING, doc: str = "", **checks: Any) -> Any:
     """A dataclass field with its checks (see `Check`) and a one-line description."""
     if "items" in checks and isinstance(checks["items"], dict):
@@ -111,6 +121,8 @@ def parse_dataclass(cls: type, values: dict[str, Any], where: str, section: str,
         raise ConfigError(f"{where}: missing {what} '{missing[0]}'")
     try:
         return cls(**parsed)
+    except FieldValueError as exc:
+        raise ConfigError(f"{where}: {what} '{exc.field}': {exc.message}") from None
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: {section or field_word}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
