@@ -51,7 +51,7 @@ def add_run_parser(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a task parameter (repeatable)")
     p.add_argument("--chunk-images", type=int, default=8, help="images per chunk: the unit of resume (default 8)")
     p.add_argument("--bootstrap-resamples", type=int, default=1000, help="bootstrap resamples for intervals (default 1000)")
-    p.add_argument("--leaderboard", type=Path, default=None, help="leaderboard file to refresh (default: leaderboard.md beside --output)")
+    p.add_argument("--leaderboard", type=Path, default=None, help="leaderboard file to refresh (default: leaderboard.md inside --output)")
     p.add_argument("--no-leaderboard", action="store_true", help="do not refresh the leaderboard")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true", help="resolve everything and print what would run; load no model, write nothing")
@@ -144,13 +144,24 @@ def cmd_leaderboard(args) -> int:
     for fmt in formats:
         if fmt not in ("md", "csv", "latex"):
             raise ConfigError(f"--format: unknown format {fmt!r} (md, csv, latex)")
-    out = write_leaderboard(args.results, args.out, args.sort, formats,
+    out = write_leaderboard(args.results, args.out or args.results / "leaderboard.md", args.sort, formats,
                             warn=lambda message: print(f"bench: warning: {message}", file=sys.stderr))
     print(f"wrote {out}" + "".join(f", {out.with_suffix(s)}" for s in ({"csv": ".csv", "latex": ".tex"}.get(f) for f in formats[1:]) if s))
     return 0
 
 
 def cmd_rescore(args) -> int:
+    if args.labels:
+        from .results.relabel import relabel_run
+
+        path, metrics, report = relabel_run(args.run_dir, args.labels, args.labels_name, args.bootstrap_resamples)
+        print(summary(metrics))
+        source = metrics["labels"]["source"]
+        for r in report:
+            print(f"{r.task} under {source} labels ({r.file}): {r.n_kept} questions kept, {r.n_removed} removed, "
+                  f"{r.n_relabelled} relabelled")
+        print(f"wrote {path} (metrics.json is unchanged)")
+        return 0
     from .results.rescore import rescore
 
     metrics = rescore(args.run_dir, bootstrap_resamples=args.bootstrap_resamples)
@@ -220,14 +231,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("leaderboard", help="write the leaderboard", description="Scan a results folder and write a leaderboard.")
     p.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results)")
-    p.add_argument("--out", type=Path, default=Path("leaderboard.md"), help="output file (default: leaderboard.md)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output file (default: leaderboard.md inside --results; the repository's board is "
+                        "regenerated on purpose with --out leaderboard.md)")
     p.add_argument("--sort", default=None, help="column to sort by (a prefix is enough), in its declared direction")
     p.add_argument("--format", default="md", help="comma-separated: md, csv, latex (extra ones are written beside --out)")
     p.set_defaults(func=cmd_leaderboard)
     p = sub.add_parser("rescore", help="re-score a saved run without the model",
-                       description="Recompute derived fields and metrics of a saved run from its raw outputs.")
+                       description="Recompute derived fields and metrics of a saved run from its raw outputs. With "
+                                   "--labels, score its POPE tasks under other labels (RePOPE) instead, into "
+                                   "metrics.<source>.json; metrics.json is left as it was.")
     p.add_argument("run_dir", type=Path, help="results/<run>")
     p.add_argument("--bootstrap-resamples", type=int, default=None, help="default: as in the run")
+    p.add_argument("--labels", type=Path, nargs="+", default=None, metavar="FILE",
+                   help="POPE-format labels files (e.g. RePOPE's coco_repope_*.json), each matched to the run's POPE "
+                        "task by question ids; questions a file leaves out are dropped")
+    p.add_argument("--labels-name", default=None, metavar="NAME",
+                   help="the label source, named in the leaderboard column (default: RePOPE, for the pinned RePOPE files)")
     p.set_defaults(func=cmd_rescore)
     p = sub.add_parser("score", help="score a captions file without any model (CHAIR)",
                        description="Score a JSON-lines captions file (image_id, caption per line) with CHAIR, "

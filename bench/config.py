@@ -27,7 +27,7 @@ class RunConfig:
     dry_run: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)   # task params set on the command line
     chunk_images: int = 8
-    leaderboard: Path | None = None                           # None: <output>/../leaderboard.md
+    leaderboard: Path | None = None                           # None: <output>/leaderboard.md
     write_leaderboard: bool = True
     progress: bool = True
     bootstrap_resamples: int = 1000
@@ -60,7 +60,10 @@ class RunConfig:
 
     @property
     def leaderboard_path(self) -> Path:
-        return self.leaderboard if self.leaderboard is not None else self.output.resolve().parent / "leaderboard.md"
+        """The board a run refreshes: ``--leaderboard``, else the one inside the results folder it summarises (so a
+        run never rewrites the repository's tracked leaderboard.md; that one is regenerated on purpose with
+        ``bench leaderboard --results results --out leaderboard.md``)."""
+        return self.leaderboard if self.leaderboard is not None else self.output / "leaderboard.md"
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

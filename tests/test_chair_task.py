@@ -47,7 +47,7 @@ def test_chair_run_writes_rows_metrics_captions_and_a_leaderboard_column(chair_r
     assert len(manifest["selected_image_ids"]) == 21 and manifest["ground_truth"] == "annotations"
     captions = (run / "tasks" / "chair_mini_64" / "captions.jsonl").read_text().splitlines()
     assert len(captions) == 21 and json.loads(captions[0]).keys() >= {"image_id", "caption"}
-    board = (chair_run / "leaderboard.md").read_text()
+    board = (chair_run / "results" / "leaderboard.md").read_text()
     assert "chair_mini_64 · CHAIR_s ↓" in board
 
 
@@ -173,7 +173,7 @@ def test_detector_ground_truth_gets_its_own_column(tmp_path, capsys):
     assert {"giraffe", "zebra"} <= set(giraffe["gt"])
     truth = json.loads((out / "d" / "tasks" / "chair_mini_detector" / "ground_truth.json").read_text())
     assert len(truth["settings"]["detector"]["sha256"]) == 64
-    board = (tmp_path / "leaderboard.md").read_text()
+    board = (out / "leaderboard.md").read_text()
     assert "chair_mini_detector [gt: onnx:centernet_mbv3_coco80] · CHAIR_s" in board
 
 

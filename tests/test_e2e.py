@@ -189,9 +189,10 @@ def test_group_run_writes_group_metrics_and_a_leaderboard_in_the_temp_folder(tmp
     assert sorted(group["tasks"]) == ["pope_mini_adversarial", "pope_mini_popular", "pope_mini_random"]
     mean = np.mean([metrics["tasks"][t]["metrics"]["score_f1"]["value"] for t in group["tasks"]])
     assert group["metrics"]["score_f1"]["value"] == pytest.approx(mean)
-    board = (tmp_path / "leaderboard.md").read_text()
+    board = (out / "leaderboard.md").read_text()   # the board inside the results folder it summarises
     assert "pope_mini · F1 (score), mean over 3 tasks" in board and "tiny-llava" in board
     assert (repo_board.read_bytes() if repo_board.exists() else None) == before
+    assert not (tmp_path / "leaderboard.md").exists()   # nothing beside the results folder either
 
 
 def test_dry_run_loads_nothing_and_writes_nothing(tmp_path, capsys):

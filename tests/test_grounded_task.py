@@ -70,7 +70,7 @@ def test_metrics_figures_and_leaderboard_column(grounded_run):
     assert metrics["metrics"]["grounding_auroc"]["value"] == pytest.approx(roc_auc_score(table["label"] == "yes", table["confidence"]))
     counts = sum(sum(v) for k, v in metrics["figures"].items() if k != "bins")
     assert counts == len(table)
-    board = (grounded_run / "leaderboard.md").read_text()
+    board = (grounded_run / "results" / "leaderboard.md").read_text()
     assert "grounded_classes_mini · disagreement AUROC for wrong answers (generate)" in board
 
 
@@ -110,7 +110,7 @@ def test_any_model_with_an_external_owlvit_detector(tmp_path, capsys):
     assert set(table["grounding"]) == {f"detector:owlvit:{owl}"} and table["confidence"].between(0, 1).all()
     cached = json.loads((out / "x" / "tasks" / "grounded_pope_mini" / "detector_confidence.json").read_text())
     assert len(cached["images"]) == table["image_id"].nunique() and cached["settings"]["detector"]["name"].startswith("owlvit:")
-    board = (tmp_path / "leaderboard.md").read_text()
+    board = (out / "leaderboard.md").read_text()
     assert f"grounded_pope_mini [grounding: owlvit:{owl}] ·" in board
 
 

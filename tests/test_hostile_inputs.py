@@ -288,7 +288,7 @@ def test_a_broken_neighbour_is_named_and_skipped(finished_run, capsys, damage):
     code, _, err = run_cli(["run", *FAKE, *POPE, "--output", "out", "--run-name", "next", "--no-progress"], capsys)
     assert code == 0, err
     assert "skipped run out/ok" in err and "Traceback" not in err
-    board = (finished_run.parent.parent / "leaderboard.md").read_text()
+    board = (finished_run.parent / "leaderboard.md").read_text()
     assert "| next |" in board and "| ok |" not in board
     code, out, err = run_cli(["leaderboard", "--results", "out", "--out", "board.md"], capsys)
     assert code == 0 and "skipped run" in err

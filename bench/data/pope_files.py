@@ -1,4 +1,6 @@
-"""The official POPE question files (RUCAIBox/POPE, ``output/coco/``), shipped as data and pinned by sha256."""
+"""The official POPE question files (RUCAIBox/POPE, ``output/coco/``), shipped as data and pinned by sha256; and the
+sha256 of the RePOPE files (YanNeu/RePOPE ``annotations/``), which are NOT shipped (their source states no licence):
+users give their folder, and a file of another version is refused unless its spec names its own sha256."""
 
 from __future__ import annotations
 
@@ -16,6 +18,15 @@ OFFICIAL_SHA256 = {
     "coco_pope_adversarial.json": "420b3407db1fa9f1187a805dca41cb7b97fd91504e6c2179706188c107fb8ef8",
 }
 
+# RePOPE (Neuhaus & Hein 2025, arXiv 2504.15707), YanNeu/RePOPE annotations/ at commit bcf22e5: the official
+# questions with wrong labels corrected and ambiguous questions removed (same ids, images and texts).
+REPOPE_SHA256 = {
+    "coco_repope_random.json": "f464fcaf60b24ce2f280cf33f122e000dbdd35c8e88f77c4141c9c2cba864611",
+    "coco_repope_popular.json": "57832b055bae5fd6176278a4f104c98ddd84811f7d26dfcb93d481f6c9da09a5",
+    "coco_repope_adversarial.json": "8c346dbb060bf422ff92e769fa68e5ab3e8a777cb28a26e973387441e05c9ccf",
+}
+REPOPE_SOURCE = "github.com/YanNeu/RePOPE, annotations/ at commit bcf22e5"
+
 QUESTION_RE = re.compile(r"^Is there (?:a|an) (?P<object>.+) in the image\?$")
 COCO_FILE_RE = re.compile(r"(\d+)\.\w+$")
 
@@ -29,11 +40,12 @@ class PopeQuestion:
     label: str
 
 
-def verify_checksum(path: Path, expected: str | None) -> str:
+def verify_checksum(path: Path, expected: str | None, what: str = "official file",
+                    hint: str = "other copies of the POPE files differ from the official ones") -> str:
+    """The file's sha256, refused with one line when it is not the ``expected`` (pinned) one."""
     actual = sha256_file(path)
     if expected is not None and actual != expected:
-        raise DataError(f"{path}: sha256 {actual} does not match the pinned official file ({expected}); "
-                        "other copies of the POPE files differ from the official ones")
+        raise DataError(f"{path}: sha256 {actual} does not match the pinned {what} ({expected}); {hint}")
     return actual
 
 

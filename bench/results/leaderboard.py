@@ -4,6 +4,10 @@ A column is keyed by the task or group and its primary metric (so a POPE run sco
 mode never shares a column with one in ``generate`` mode, and CHAIR against a detector's ground
 truth never shares one with CHAIR against annotations). Values print as ``value [low, high]`` in the
 metric's paper scale (x100 for fractions); rows sort by a chosen column in its declared direction.
+
+A run re-scored under other labels (``bench rescore RUN --labels ...``) has ``metrics.<source>.json`` beside its
+metrics.json; its cells join the run's row in their own columns, ``<task> · <metric> [labels: <source>]``, which
+sort right after the columns they relabel.
 """
 
 from __future__ import annotations
@@ -53,20 +57,44 @@ class Board:
 def _entries(metrics: dict[str, Any]):
     for kind in ("groups", "tasks"):
         for name, entry in metrics.get(kind, {}).items():
-            primary = entry.get("primary")
-            value = entry.get("metrics", {}).get(primary)
-            if value is None or value.get("value") is None:
-                continue
-            yield f"{entry.get('column', name)} · {value['label']}", value
+            for primary in entry.get("primaries") or [entry.get("primary")]:   # saliency: one per method
+                value = entry.get("metrics", {}).get(primary)
+                if value is None or value.get("value") is None:
+                    continue
+                yield f"{entry.get('column', name)} · {value['label']}", value
 
 
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _cells(metrics: dict[str, Any], suffix: str = ""):
+    """(column key, higher is better, cell) of each primary metric in a metrics file."""
+    for key, value in _entries(metrics):
+        cell = Cell(float(value["value"]), _number(value.get("ci_low")), _number(value.get("ci_high")),
+                    float(value.get("scale", 1.0)))
+        yield key + suffix, bool(value.get("higher_is_better", True)), cell
+
+
+def _relabelled_cells(run_dir: Path, warn: Callable[[str], None]):
+    """The cells of the run's ``metrics.<source>.json`` files (re-scored under other labels); a broken one is
+    named through ``warn`` and skipped, the run's own cells stay."""
+    for path in sorted(run_dir.glob("metrics.*.json")):
+        try:
+            metrics = _read_json(path)
+            source = metrics["labels"]["source"] if isinstance(metrics, dict) else None
+            if not isinstance(source, str):
+                raise TypeError("no label source")
+            found = list(_cells(metrics, f" [labels: {source}]"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError, KeyError, AttributeError) as exc:
+            warn(f"leaderboard: skipped {path} (not a readable relabelled metrics file: {type(exc).__name__})")
+            continue
+        yield from found
+
+
 def collect(results_dir: Path, warn: Callable[[str], None] | None = None) -> tuple[list[Column], list[dict[str, Any]]]:
-    """Columns and rows from every run folder's metrics.json. A run whose files are broken (unreadable JSON,
-    wrong types) is skipped and named through ``warn``; it never stops the board."""
+    """Columns and rows from every run folder's metrics.json (and its relabelled metrics files). A run whose files
+    are broken (unreadable JSON, wrong types) is skipped and named through ``warn``; it never stops the board."""
     warn = warn or (lambda message: log.warning("%s", message))
     columns: dict[str, Column] = {}
     rows = []
@@ -79,10 +107,8 @@ def collect(results_dir: Path, warn: Callable[[str], None] | None = None) -> tup
                 raise TypeError("not a JSON object")
             cells = {}
             found = []
-            for key, value in _entries(metrics):
-                cell = Cell(float(value["value"]), _number(value.get("ci_low")), _number(value.get("ci_high")),
-                            float(value.get("scale", 1.0)))
-                found.append((key, bool(value.get("higher_is_better", True))))
+            for key, higher, cell in [*_cells(metrics), *_relabelled_cells(metrics_path.parent, warn)]:
+                found.append((key, higher))
                 cells[key] = cell
             model = metrics.get("model", {})
             row = {"run": str(metrics.get("run", metrics_path.parent.name)), "model": str(model.get("spec", "?")),

@@ -36,7 +36,9 @@ def task_from_manifest(name: str, entry: dict[str, Any], manifest: dict[str, Any
     return TASK_TYPES.get(spec["type"])(task_spec, context)
 
 
-def rescore(run_dir: Path, bootstrap_resamples: int | None = None) -> dict[str, Any]:
+def load_run(run_dir: Path, bootstrap_resamples: int | None = None):
+    """A saved run's store, manifest, tasks (rebuilt from the manifest) and rows (derived fields recomputed in
+    memory): (store, manifest, {task: TaskType}, {task: DataFrame})."""
     store = RunStore(run_dir)
     manifest = store.read_manifest()
     entries = manifest.get("tasks")
@@ -55,6 +57,12 @@ def rescore(run_dir: Path, bootstrap_resamples: int | None = None) -> dict[str, 
         if missing:
             raise DataError(f"{source}: rows lack column '{missing[0]}'")
         tasks[name], rows[name] = task, task.rescore(table)
+    return store, manifest, tasks, rows
+
+
+def rescore(run_dir: Path, bootstrap_resamples: int | None = None) -> dict[str, Any]:
+    """Recompute a run's derived fields and metrics from its raw outputs; rewrites rows.parquet and metrics.json."""
+    store, manifest, tasks, rows = load_run(run_dir, bootstrap_resamples)
     groups: dict[str, list[str]] = {}
     for name, task in tasks.items():
         if task.spec.group:

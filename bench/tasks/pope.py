@@ -4,12 +4,16 @@ Answer modes: ``generate`` (greedy decoding, the official parsing rule), ``score
 P(yes) = the summed probability of the tokenizer's yes tokens over that of yes plus no tokens, for
 the answer's first token; "yes" when P(yes) >= 0.5), or ``both``. Metrics per mode with yes as the
 positive class; the yes-ratio is the share of PREDICTED yes; AUROC of P(yes) for ``score``.
+
+``type: repope`` is RePOPE (Neuhaus & Hein 2025): the official questions relabelled, read from the folder the
+user gives (``--set repope_dir=...``: the files are not shipped), and scored exactly as POPE.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -144,13 +148,18 @@ class PopeTask(TaskType):
                 for i, it in enumerate(items)]
 
     def _official_samples(self) -> list[Sample]:
-        from ..data.pope_files import OFFICIAL_SHA256, image_id_from_file, read_questions, verify_checksum
+        from ..data.pope_files import OFFICIAL_SHA256
 
         questions_path = self.data_path(self.dataset.questions, "question file")
-        expected = self.dataset.sha256 or OFFICIAL_SHA256.get(questions_path.name)
         if not questions_path.exists():
             raise DataError(f"POPE question file not found: {questions_path}")
-        digest = verify_checksum(questions_path, expected)
+        return self._question_file_samples(questions_path, self.dataset.sha256 or OFFICIAL_SHA256.get(questions_path.name))
+
+    def _question_file_samples(self, questions_path: Path, expected: str | None, **checksum_words) -> list[Sample]:
+        """Samples of a question file in the official format, checked against its pinned sha256."""
+        from ..data.pope_files import image_id_from_file, read_questions, verify_checksum
+
+        digest = verify_checksum(questions_path, expected, **checksum_words)
         image_root = check_image_root(self.data_path(self.dataset.images, "image folder"), what=f"task {self.name}")
         questions = read_questions(questions_path)
         self._fingerprint = {"questions": {"file": self.dataset.questions, "sha256": digest}, "images": listing_hash(image_root)}
@@ -286,6 +295,49 @@ class PopeTask(TaskType):
     @classmethod
     def group_label(cls, tasks: list["PopeTask"]) -> str:
         return "POPE splits " + ", ".join(t.name for t in tasks)
+
+
+@dataclass
+class RepopeParams(PopeParams):
+    repope_dir: str | None = None   # the folder holding the RePOPE files (--set repope_dir=...); required
+
+
+@dataclass
+class RepopeDataset:
+    source: Literal["repope"]
+    questions: str                  # the file's name inside repope_dir
+    images: str
+    root: str | None = None
+    sha256: str | None = None       # default: the pinned RePOPE file of that name
+
+
+@TASK_TYPES.register("repope")
+class RepopeTask(PopeTask):
+    """RePOPE: the official POPE files with wrong labels corrected and ambiguous questions removed (same ids, images
+    and texts). Its files come from ``--set repope_dir=FOLDER``, never from the package (their source states no
+    licence); each is checked against its pinned sha256. Everything else, scoring included, is POPE's."""
+
+    type_name = "repope"
+    Params = RepopeParams
+    DATASETS = {"repope": RepopeDataset}
+
+    def samples(self) -> list[Sample]:
+        from ..data.pope_files import REPOPE_SHA256, REPOPE_SOURCE
+
+        name = self.dataset.questions
+        if self.params.repope_dir is None:
+            raise ConfigError(f"task {self.name} reads RePOPE's {name} from your copy ({REPOPE_SOURCE}; not shipped, "
+                              f"its source states no licence): add --set repope_dir=<the folder holding {name}>")
+        path = Path(self.params.repope_dir).expanduser() / name
+        if not path.is_file():
+            raise DataError(f"RePOPE question file not found: {path} (from --set repope_dir={self.params.repope_dir})")
+        return self._question_file_samples(path, self.dataset.sha256 or REPOPE_SHA256.get(name), what="RePOPE file",
+                                           hint=f"use the files of {REPOPE_SOURCE}, or name another version's "
+                                                "sha256 in the spec's dataset field 'sha256'")
+
+    @classmethod
+    def group_label(cls, tasks: list["PopeTask"]) -> str:
+        return "RePOPE splits " + ", ".join(t.name for t in tasks)
 
 
 def pope_sampling_object(text: str) -> str:

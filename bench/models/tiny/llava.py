@@ -17,9 +17,15 @@ vision width / layers / heads   1024 / 24 / 16             32 / 2 / 2          6
 vision MLP / projection_dim     4096 / 768                 64 / 32             128 / 64
 text hidden / layers / heads    4096 / 32 / 32             64 / 2 / 4          768 / 12 / 12
 text intermediate               11008                      128                 2048
-vocab (tokenizer / config)      32002 / 32064              ~1.9k / padded 64   ~1.9k / 32064
+vocab (tokenizer / config)      32002 / 32064              ~1.9k / padded 64   32064 / 32064
 max_position_embeddings         4096                       4096                4096
 ==============================  =========================  ==================  ===================
+
+The bench preset keeps the real vocabulary size (so its output head, 768 x 32064 = 24.6M parameters, costs what a
+LLaVA-1.5-shaped head costs) and its tokenizer has exactly that many tokens: the ~1.7k trained pieces are followed
+by generated word-pair pieces (``tokenizer.word_pair_pieces``), then ``<image>`` and ``<pad>`` as the last two ids.
+So every id the random weights emit decodes to a real string (with a smaller tokenizer, ids past it decoded to
+nothing and every generated text was empty).
 """
 
 from __future__ import annotations
@@ -57,11 +63,12 @@ _PRESETS = {
 }
 
 
-def build_processor(image: int):
+def build_processor(image: int, vocab: int | None = None):
+    """The processor; ``vocab``: the tokenizer's total size (None: the trained vocabulary only)."""
     from transformers import LlavaProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    tok = llama2_tokenizer(["<image>"], pad_token="<pad>")
+    tok = llama2_tokenizer(["<image>"], pad_token="<pad>", size=vocab)
     image_processor = CLIPImageProcessorPil(
         do_resize=True,
         size={"shortest_edge": image},
@@ -81,15 +88,16 @@ def build_processor(image: int):
     )
 
 
-def build(dest: pathlib.Path, *, seed: int = 0, preset: str = "tiny") -> None:
+def build_model(*, seed: int = 0, preset: str = "tiny"):
+    """The random-weight model and its processor, in memory: (model, processor)."""
     _common.check_preset(preset, tuple(_PRESETS))
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
     p = _PRESETS[preset]
-    processor = build_processor(p["image"])
+    processor = build_processor(p["image"], p["vocab"])
     tok = processor.tokenizer
     vocab = p["vocab"] or vocab_size_for(tok)
-    assert vocab >= len(tok)
+    assert vocab >= len(tok) and (p["vocab"] is None or vocab == len(tok))
     image_tokens = (p["image"] // 14) ** 2
 
     vision = CLIPVisionConfig(
@@ -111,7 +119,13 @@ def build(dest: pathlib.Path, *, seed: int = 0, preset: str = "tiny") -> None:
         multimodal_projector_bias=True, tie_word_embeddings=False, pad_token_id=tok.pad_token_id,
     )
     _common.set_float32(config)
-    model = _common.instantiate(LlavaForConditionalGeneration, config, seed)
+    return _common.instantiate(LlavaForConditionalGeneration, config, seed), processor
+
+
+def build(dest: pathlib.Path, *, seed: int = 0, preset: str = "tiny") -> None:
+    model, processor = build_model(seed=seed, preset=preset)
+    tok = processor.tokenizer
+    image_tokens = model.config.image_seq_length
     _common.save(
         dest, model, processor, family="llava", preset=preset, seed=seed, mirrors=MIRRORS,
         generation=dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),

@@ -299,14 +299,45 @@ def _add_tokens(tok, tokens: Iterable[str], *, special: bool) -> None:
         tok.add_tokens(toks, special_tokens=special)
 
 
+def word_pair_pieces(vocab: dict[str, int], n: int) -> tuple[list[str], list[tuple[str, str]]]:
+    """``n`` generated SentencePiece-style pieces and their merges, to grow a vocabulary to a real model's size.
+
+    Each piece is "▁" + word + word (``("▁car", "dog") -> "▁cardog"``): a word-initial piece followed by a bare,
+    alphabetic one, taken in sorted order and skipped when the result is already a token. Ranked after every
+    trained merge, such a merge fires only where two words touch without a space, so the tokenization of spaced
+    text (every prompt) is unchanged; every piece is a real string, so every id of the grown vocabulary decodes.
+    """
+    words = [w for w in word_list() if w.isalpha() and f"▁{w}" in vocab and w in vocab]
+    pieces: list[str] = []
+    merges: list[tuple[str, str]] = []
+    seen = set(vocab)
+    for a in words:
+        for b in words:
+            if len(pieces) == n:
+                return pieces, merges
+            piece = f"▁{a}{b}"
+            if piece not in seen:
+                seen.add(piece)
+                pieces.append(piece)
+                merges.append((f"▁{a}", b))
+    if len(pieces) < n:
+        raise ValueError(f"cannot generate {n} word-pair pieces from {len(words)} words (at most {len(pieces)})")
+    return pieces, merges
+
+
 def llama2_tokenizer(
     extra_special: Iterable[str] = (),
     *,
     pad_token: str | None = None,
     padding_side: str = "left",
     model_max_length: int = 4096,
+    size: int | None = None,
 ):
     """Llama-2 / Mistral style SentencePiece BPE: <unk>=0, <s>=1, </s>=2, byte fallback <0x00>..<0xFF> = 3..258.
+
+    ``size``: the total number of tokens (added ones included) when the model's vocabulary is that of a real
+    checkpoint (e.g. 32064): the trained pieces are followed by generated word-pair pieces (`word_pair_pieces`)
+    so that every id the model can emit is a token with a real string. None: the trained vocabulary only.
 
     The ``tokenizer.json`` pipeline is the one of the converted Llama-2 / Mistral checkpoints on the hub (the "legacy"
     SentencePiece conversion): normaliser Prepend("▁") + Replace(" ", "▁"), no pre-tokeniser, BPE with byte fallback
@@ -319,8 +350,17 @@ def llama2_tokenizer(
     pieces, merges = _metaspace_bpe()
     vocab_list = _dedup(["<unk>", "<s>", "</s>", *BYTE_FALLBACK_TOKENS, *pieces])
     vocab = {t: i for i, t in enumerate(vocab_list)}
+    merges = list(merges)
+    if size is not None:
+        extra_special = list(extra_special)
+        n_added = len(extra_special) + (pad_token is not None)
+        if size < len(vocab) + n_added:
+            raise ValueError(f"size {size} is below the trained vocabulary ({len(vocab)} + {n_added} added tokens)")
+        grown, grown_merges = word_pair_pieces(vocab, size - len(vocab) - n_added)
+        vocab.update({t: i for i, t in enumerate(grown, start=len(vocab))})
+        merges += grown_merges
     backend = Tokenizer(
-        models.BPE(vocab=vocab, merges=list(merges), unk_token="<unk>", fuse_unk=True, byte_fallback=True)
+        models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True)
     )
     backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     backend.pre_tokenizer = None
@@ -330,7 +370,7 @@ def llama2_tokenizer(
     backend.add_special_tokens([_special(t) for t in ("<unk>", "<s>", "</s>")])
     tok = LlamaTokenizer(
         vocab=vocab,
-        merges=list(merges),
+        merges=merges,
         tokenizer_object=backend,
         unk_token="<unk>",
         bos_token="<s>",
