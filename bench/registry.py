@@ -17,7 +17,7 @@ from .errors import ConfigError
 
 T = TypeVar("T")
 
-PLUGIN_PACKAGES = ("bench.tasks", "bench.models", "bench.detectors")
+PLUGIN_PACKAGES = ("bench.tasks", "bench.models", "bench.detectors", "bench.explain.methods")
 
 
 class Registry(Generic[T]):
@@ -86,3 +86,4 @@ def load_plugins() -> None:
 TASK_TYPES: Registry = Registry("task type")
 MODELS: Registry = Registry("model")
 DETECTORS: Registry = Registry("detector")
+SALIENCY_METHODS: Registry = Registry("saliency method")

@@ -82,6 +82,12 @@ class GroundedAdapter(HFAdapter):
         self._embeddings.clear()
         super().free_memory()
 
+    def explain_seam(self):
+        """Every saliency method, gradient alignment (GA) included, through the shared embedding."""
+        from ._grounded_explain import GroundedSeam
+
+        return GroundedSeam(self)
+
     def _describe(self) -> dict[str, Any]:
         info = super()._describe()
         info.update(adapter="grounded", owl=self.owl_source, projector=self.projector_source,
@@ -161,7 +167,7 @@ class GroundedAdapter(HFAdapter):
         out = []
         with torch.inference_mode():
             for req in requests:
-                logits, _ = self.detector_outputs(self.embedding(req.image.key, req.image.image), req.queries)
+                logits, _ = self.detector_outputs(self.embedding(req.image.cache_key, req.image.image), req.queries)
                 scores = torch.sigmoid(logits[0].float()).amax(dim=0).cpu().tolist()
                 out.append(DetectResult(dict(zip(req.queries, scores))))
         return out
@@ -171,7 +177,7 @@ class GroundedAdapter(HFAdapter):
         out = []
         with torch.inference_mode():
             for image in images:
-                logits, boxes = self.detector_outputs(self.embedding(image.key, image.image), queries)
+                logits, boxes = self.detector_outputs(self.embedding(image.cache_key, image.image), queries)
                 scores, labels = torch.sigmoid(logits[0].float()).max(dim=-1)
                 keep = scores >= threshold
                 cx, cy, w, h = boxes[0].float().unbind(-1)

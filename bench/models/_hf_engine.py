@@ -252,9 +252,12 @@ class HFAdapter(ModelAdapter):
         rows: list[_Row] = []
         for i, req in enumerate(requests):
             text = self.format_prompt(req.prompt)
-            rows.append(_Row(i, req.image.image, req.image.key, text))
+            key = req.image.cache_key
+            rows.append(_Row(i, req.image.image, key, text))
             for cont in req.continuations:
-                rows.append(_Row(i, req.image.image, req.image.key, text, self._continuation_ids(text, cont)))
+                rows.append(_Row(i, req.image.image, key, text, self._continuation_ids(text, cont)))
+            for ids in req.continuation_ids:
+                rows.append(_Row(i, req.image.image, key, text, tuple(ids)))
         outputs = self._run_rows(rows, self._score_rows_generic, self._score_rows_prefix)
         per_request: list[list[dict[str, Any]]] = [[] for _ in requests]
         for row, out in zip(rows, outputs):
@@ -263,8 +266,10 @@ class HFAdapter(ModelAdapter):
         for req, mine in zip(requests, per_request):
             first = mine[0]["first"]
             words = {name: float(torch.logsumexp(first[self._word_token_ids(w)], 0)) for name, w in req.first_token_words}
-            conts = {c: out["continuation"] for c, out in zip(req.continuations, mine[1:])}
-            results.append(ScoreResult(continuations=conts, first_token_words=words))
+            n = len(req.continuations)
+            conts = {c: out["continuation"] for c, out in zip(req.continuations, mine[1:1 + n])}
+            by_ids = tuple(out["continuation"] for out in mine[1 + n:])
+            results.append(ScoreResult(continuations=conts, first_token_words=words, continuation_ids=by_ids))
         return results
 
     def _run_rows(self, rows: list[_Row], generic: Callable, prefix: Callable) -> list:
@@ -501,6 +506,13 @@ class HFAdapter(ModelAdapter):
         self._word_ids[key] = torch.tensor(ids)
         return self._word_ids[key]
 
+    # -- explanation --------------------------------------------------------------------------------
+    def explain_seam(self):
+        """The saliency seam: gradients and variants for LLaVA-1.5-style models, perturbations for the others."""
+        from ._hf_explain import model_explain_seam
+
+        return model_explain_seam(self)
+
     # -- generation ---------------------------------------------------------------------------------
     def generate(self, requests: list[GenerateRequest]) -> list[GenerateResult]:
         results: list[GenerateResult | None] = [None] * len(requests)
@@ -508,14 +520,16 @@ class HFAdapter(ModelAdapter):
         for i, req in enumerate(requests):
             by_length.setdefault(req.max_new_tokens, []).append(i)
         for max_new, indices in by_length.items():
-            rows = [_Row(i, requests[i].image.image, requests[i].image.key, self.format_prompt(requests[i].prompt)) for i in indices]
+            rows = [_Row(i, requests[i].image.image, requests[i].image.cache_key, self.format_prompt(requests[i].prompt))
+                    for i in indices]
             outs = self._run_rows(rows, lambda rs, m=max_new: self._generate_generic(rs, m),
                                   lambda rs, m=max_new: self._generate_prefix(rs, m))
             for row, out in zip(rows, outs):
                 results[row.request] = out
         return results  # type: ignore[return-value]
 
-    def _result(self, tokens: list[int]) -> GenerateResult:
+    def _result(self, tokens: list[int], logprobs: list[float]) -> GenerateResult:
+        """The text up to the first end-of-sequence token, with the ids and log-probabilities of its tokens."""
         finished = False
         kept = []
         for t in tokens:
@@ -523,7 +537,8 @@ class HFAdapter(ModelAdapter):
                 finished = True
                 break
             kept.append(t)
-        return GenerateResult(self.tokenizer.decode(kept, skip_special_tokens=True), len(kept), finished)
+        return GenerateResult(self.tokenizer.decode(kept, skip_special_tokens=True), len(kept), finished,
+                              tuple(kept), tuple(float(v) for v in logprobs[: len(kept)]))
 
     @torch.inference_mode()
     def _generate_generic(self, rows: list[_Row], max_new: int) -> list[GenerateResult]:
@@ -532,9 +547,11 @@ class HFAdapter(ModelAdapter):
         enc = self._to_device(self._encode([r.image for r in rows], [r.text for r in rows], "left"))
         config = GenerationConfig(max_new_tokens=max_new, do_sample=False, num_beams=1,
                                   eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id)
-        out = self.model.generate(**enc, generation_config=config)
-        new = out[:, enc["input_ids"].shape[1]:].tolist()
-        return [self._result(tokens) for tokens in new]
+        out = self.model.generate(**enc, generation_config=config, output_scores=True, return_dict_in_generate=True)
+        new = out.sequences[:, enc["input_ids"].shape[1]:]
+        steps = torch.stack([torch.log_softmax(step.float(), -1) for step in out.scores], 1)    # [B, steps, vocab]
+        chosen = steps.gather(2, new[:, : steps.shape[1], None]).squeeze(2)
+        return [self._result(tokens, logps) for tokens, logps in zip(new.tolist(), chosen.tolist())]
 
     @torch.inference_mode()
     def _generate_prefix(self, rows: list[_Row], max_new: int):
@@ -547,18 +564,23 @@ class HFAdapter(ModelAdapter):
             b = len(indices)
             last = [[len(suffixes[i]) - 1] for i in indices]
             logits, state = self._suffix_forward(cache, common, [suffixes[i] for i in indices], last)
-            next_tokens = logits[:, 0].argmax(-1).cpu()
+            step_logits = logits[:, 0]
             tokens: list[list[int]] = [[] for _ in range(b)]
+            logprobs: list[list[float]] = [[] for _ in range(b)]
             done = [False] * b
             for step in range(max_new):
+                next_tokens = step_logits.argmax(-1)
+                chosen = torch.log_softmax(step_logits.float(), -1).gather(1, next_tokens[:, None])[:, 0].cpu().tolist()
+                next_tokens = next_tokens.cpu()
                 for j, t in enumerate(next_tokens.tolist()):
                     if not done[j]:
                         tokens[j].append(t)
+                        logprobs[j].append(chosen[j])
                         done[j] = t in self.eos_ids
                 if all(done) or step == max_new - 1:
                     break
-                next_tokens = self._decode_step(state, next_tokens).argmax(-1).cpu()
-            return [self._result(t) for t in tokens]
+                step_logits = self._decode_step(state, next_tokens)
+            return [self._result(t, lp) for t, lp in zip(tokens, logprobs)]
 
         return self._in_batches(list(range(len(rows))), run)
 

@@ -15,8 +15,14 @@ from typing import Any, Callable
 
 @dataclass(frozen=True)
 class ImageInput:
-    key: str          # stable identity of the image (its path): the cache key for shared work
+    key: str          # stable identity of the image (its path)
     image: Any        # PIL.Image.Image, RGB
+    variant: str = ""  # a perturbed version of it (e.g. "occlusion:3"): never served the clean image's caches
+
+    @property
+    def cache_key(self) -> str:
+        """What caches of shared work (prefix keys/values, embeddings) are keyed by: the image AND its variant."""
+        return f"{self.key}#{self.variant}" if self.variant else self.key
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,7 @@ class ScoreRequest:
     """Log-probabilities of what follows the prompt.
 
     ``continuations``: log P(continuation | image, prompt), summed over the continuation's tokens.
+    ``continuation_ids``: the same for continuations given as token ids, answered in order.
     ``first_token_words``: for each name, log of the summed probability of every vocabulary token
     that spells one of its words (case-insensitive, with or without a leading space) as the FIRST
     answer token, e.g. {"yes": ("yes",), "no": ("no",)}.
@@ -40,6 +47,7 @@ class ScoreRequest:
     prompt: str
     continuations: tuple[str, ...] = ()
     first_token_words: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    continuation_ids: tuple[tuple[int, ...], ...] = ()   # continuations given as token ids (no re-tokenising)
 
 
 @dataclass(frozen=True)
@@ -61,12 +69,15 @@ class GenerateResult:
     text: str
     n_tokens: int
     finished: bool      # stopped on an end-of-sequence token (False: hit max_new_tokens)
+    token_ids: tuple[int, ...] = ()          # the generated tokens (end-of-sequence excluded), so an output token
+    token_logprobs: tuple[float, ...] = ()   # is explained by id and position; and each one's log-probability
 
 
 @dataclass(frozen=True)
 class ScoreResult:
     continuations: dict[str, float] = field(default_factory=dict)
     first_token_words: dict[str, float] = field(default_factory=dict)
+    continuation_ids: tuple[float, ...] = ()     # log P of each of the request's continuation_ids, in order
 
 
 class ModelAdapter(ABC):

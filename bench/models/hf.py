@@ -72,6 +72,25 @@ def hub_identity(repo: str, revision: str | None) -> dict[str, Any]:
     return {"kind": "hub", "repo": repo, "revision": revision or "main", "commit": commit}
 
 
+def config_model_type(source: str, revision: str | None = None) -> str | None:
+    """``model_type`` from a model's config.json, read without loading it (a local folder or the hub cache)."""
+    path = Path(source).expanduser() / "config.json"
+    if not path.exists():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(source, "config.json", revision=revision)
+            path = Path(cached) if isinstance(cached, str) else None
+        except Exception:  # noqa: BLE001 - no cache, an odd repo id: unknown
+            path = None
+    if path is None:
+        return None
+    try:
+        return json.loads(path.read_text()).get("model_type")
+    except (OSError, ValueError):
+        return None
+
+
 class HFFactory(ModelFactory):
     """hf:<hub id or local folder>: any transformers image-text-to-text model (AutoProcessor + AutoModelForImageTextToText)"""
 
@@ -95,6 +114,13 @@ class HFFactory(ModelFactory):
 
     def worker_devices_allowed(self) -> bool:
         return self.spec.args.get("device_map") != "auto"
+
+    def capabilities(self) -> set[str]:
+        """Generate and score; saliency by perturbation for every family, and by gradients for LLaVA-1.5-style
+        models. When the model's config cannot be read before loading (a hub model not cached yet), the gradient
+        methods are allowed here and checked when the model loads."""
+        model_type = config_model_type(self.source, self.spec.args.get("revision"))
+        return {"generate", "score", "explain:black"} | ({"explain:white"} if model_type in (None, "llava") else set())
 
     def load(self, device: str, batch_size: int) -> ModelAdapter:
         from ._hf_engine import HFAdapter

@@ -110,6 +110,9 @@ class TinyFactory(ModelFactory):
             info["sha256"] = folder_identity(self.folder)["sha256"]
         return info
 
+    def capabilities(self) -> set[str]:
+        return {"generate", "score", "explain:black"} | ({"explain:white"} if self.family == "llava" else set())
+
     def load(self, device: str, batch_size: int) -> ModelAdapter:
         if self.folder is None:
             self.prepare()

@@ -26,6 +26,7 @@ def task_entry(task: TaskType, rows) -> dict[str, Any]:
         "n_errors": 0 if rows is None else int(rows["error"].notna().sum()),
         "n_images": 0 if ok is None else int(ok["image_id"].nunique()),
         "primary": task.primary_metric(),
+        **({"primaries": task.primary_metrics()} if task.primary_metrics() != [task.primary_metric()] else {}),
         "metrics": {name: {"label": info[name].label, "higher_is_better": info[name].higher_is_better,
                            "scale": info[name].scale, **{k: _clean(v) for k, v in value.items()}}
                     for name, value in values.items()},

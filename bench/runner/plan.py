@@ -48,6 +48,15 @@ class Plan:
         return sum(len(tp.samples) for tp in self.tasks.values())
 
 
+NEEDS = {
+    "detect": "a model that detects from its own vision embedding (a grounded model, e.g. tiny-grounded or grounded)",
+    "explain:ga": "gradient alignment, which only a grounded model offers (tiny-grounded or grounded)",
+    "explain:white": "gradients or attention through the image, which LLaVA-1.5-style models and the grounded model "
+                     "offer (other families run the black-box methods: occlusion, feature_ablation, random)",
+    "explain:black": "a model whose answers can be scored for perturbed images",
+}
+
+
 def resolve_specs(names: list[str]) -> list[TaskSpec]:
     """Task names, group names or spec file paths -> specs (a group expands to all its tasks)."""
     known = all_specs()
@@ -216,10 +225,9 @@ def make_plan(config: RunConfig) -> Plan:
     for task in tasks:
         missing = task.needs() - factory.capabilities()
         if missing:
-            raise ConfigError(f"task {task.name} needs a model that detects from its own vision embedding (a grounded model, "
-                              f"e.g. tiny-grounded or grounded); {model_spec.display} cannot. For other models set "
-                              "grounding=external with a detector" if "detect" in missing else
-                              f"task {task.name} needs {', '.join(sorted(missing))}, which {model_spec.display} does not offer")
+            need = sorted(missing)[0]
+            raise ConfigError(f"task {task.name} needs {NEEDS.get(need, need)}; {model_spec.display} cannot"
+                              + (". For other models set grounding=external with a detector" if need == "detect" else ""))
     plans: dict[str, TaskPlan] = {}
     missing: list[tuple[str, Sample]] = []
     for task in tasks:

@@ -173,6 +173,10 @@ class TaskType(ABC):
     def primary_metric(self) -> str:
         return self.METRICS[0].name
 
+    def primary_metrics(self) -> list[str]:
+        """Every metric that gets a leaderboard column (one per method for saliency); default: the primary."""
+        return [self.primary_metric()]
+
     def metric_info(self) -> dict[str, MetricInfo]:
         return {m.name: m for m in self.METRICS}
 

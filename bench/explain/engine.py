@@ -1,0 +1,75 @@
+"""Answers `ExplainRequest`s: each (image, target) is prepared once for all the methods asked about it, each method
+makes its map, and the map's insertion/deletion curves are scored in batches.
+
+Registered as the handler of `ExplainRequest` (`bench.models.base.register_handler`), so the runner passes these
+requests to the adapter like any other kind, knowing nothing of saliency.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..models.base import register_handler
+from ..registry import SALIENCY_METHODS
+from .faithfulness import pixel_curves, token_curves
+from .request import ExplainRequest, ExplainResult
+from .targets import TargetAbsent
+
+
+def seam_of(adapter):
+    """The adapter's explanation seam (``adapter.explain_seam()``), made once per adapter."""
+    seam = getattr(adapter, "_explain_seam", None)
+    if seam is None:
+        make = getattr(adapter, "explain_seam", None)
+        if make is None:
+            raise ConfigError(f"{type(adapter).__name__} cannot be explained (it offers no explanation seam)")
+        seam = adapter._explain_seam = make()
+    return seam
+
+
+def method_kinds(names) -> dict[str, str]:
+    return {name: SALIENCY_METHODS.get(name).kind for name in names}
+
+
+def explain(adapter, requests: list[ExplainRequest]) -> list[ExplainResult]:
+    seam = seam_of(adapter)
+    results: list[ExplainResult | None] = [None] * len(requests)
+    groups: dict[tuple, list[int]] = {}
+    for i, request in enumerate(requests):
+        groups.setdefault((request.image.cache_key, request.target.key), []).append(i)
+    for indices in groups.values():
+        first = requests[indices[0]]
+        try:
+            prepared = seam.prepare(first.image, first.target)
+        except TargetAbsent as absent:
+            for i in indices:
+                results[i] = ExplainResult("absent", requests[i].method, reason=str(absent))
+            continue
+        for i in indices:
+            results[i] = explain_one(seam, prepared, requests[i])
+    return results  # type: ignore[return-value]
+
+
+def explain_one(seam, prepared, request: ExplainRequest) -> ExplainResult:
+    method = SALIENCY_METHODS.get(request.method)()
+    if method.kind not in seam.kinds:
+        raise ConfigError(f"saliency method {request.method} ({method.kind}) is not available for this model "
+                          f"(it offers: {', '.join(sorted(seam.kinds))})")
+    config, seed = request.config, request.sample_seed
+    t0 = time.perf_counter()
+    saliency = np.asarray(method.compute(seam, prepared, config, seed), dtype=float)
+    seconds = time.perf_counter() - t0
+    result = ExplainResult("ok", request.method, prepared.target_text, prepared.target_ids, prepared.target_positions[0],
+                           grid=prepared.space.grid, saliency=saliency, space=prepared.space.to_dict(), seconds=seconds,
+                           caption=prepared.caption)
+    for part in [pixel_curves(seam, prepared, saliency, config, seed)] + (
+            [token_curves(seam, prepared, saliency, config, seed)] if config.token_space and "white" in seam.kinds else []):
+        result.curves.update(part["curves"])
+        result.scores.update(part["scores"])
+    return result
+
+
+register_handler(ExplainRequest, explain)
