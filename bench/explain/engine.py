@@ -1,8 +1,9 @@
 """Answers `ExplainRequest`s: each (image, target) is prepared once for all the methods asked about it, each method
 makes its map, and the map's insertion/deletion curves are scored in batches.
 
-Registered as the handler of `ExplainRequest` (`bench.models.base.register_handler`), so the runner passes these
-requests to the adapter like any other kind, knowing nothing of saliency.
+`bench/explain/request.py` registers `explain` as the handler of `ExplainRequest`
+(`bench.models.base.register_handler`), so the runner passes these requests to the adapter like any other kind,
+knowing nothing of saliency.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import time
 import numpy as np
 
 from ..errors import ConfigError
-from ..models.base import register_handler
 from ..registry import SALIENCY_METHODS
 from .faithfulness import pixel_curves, token_curves
 from .request import ExplainRequest, ExplainResult
@@ -71,5 +71,3 @@ def explain_one(seam, prepared, request: ExplainRequest) -> ExplainResult:
         result.scores.update(part["scores"])
     return result
 
-
-register_handler(ExplainRequest, explain)

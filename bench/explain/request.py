@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..models.base import ImageInput
+from ..models.base import ImageInput, register_handler
 
 
 @dataclass(frozen=True)
@@ -69,3 +69,12 @@ class ExplainResult:
     scores: dict[str, float] = field(default_factory=dict)  # p_original, p_blur, p_deleted, AUCs
     seconds: float = 0.0             # time spent on the map
     caption: str | None = None       # own_caption: the model's description
+
+
+def _explain(adapter, requests: list[ExplainRequest]) -> list[ExplainResult]:
+    from .engine import explain   # torch, captum and scipy load only when something is explained
+
+    return explain(adapter, requests)
+
+
+register_handler(ExplainRequest, _explain)

@@ -28,7 +28,6 @@ import numpy as np
 
 from ..data.images import ImageRef, check_image_root
 from ..errors import ConfigError
-from ..explain import engine  # noqa: F401  (registers the handler of explain requests)
 from ..explain.request import ExplainConfig, ExplainRequest, ExplainResult, TargetSpec
 from ..io import Artifact
 from ..metrics.bootstrap import ImageDraw, estimate
