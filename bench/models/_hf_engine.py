@@ -9,14 +9,14 @@ Two ways to run a batch:
   keys/values serve every question about that image, whose remaining tokens run as one batch with
   explicit positions. Greedy decoding continues from there with per-row positions, so rows of
   different lengths stay exact (padding sits in the middle of the cache, masked out).
+  Where those tokens go (packed row and tree mask, or padded batch) is laid out in `packing`; this
+  module only runs the model on those layouts.
 On CUDA out-of-memory a batch is halved and retried.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,8 @@ import torch
 
 from ..errors import ConfigError
 from .base import GenerateRequest, GenerateResult, ModelAdapter, ScoreRequest, ScoreResult
+from ._packing import (PackedRow, append_continuations, expand_cache, grow_mask, needed, pack_after_prefix,
+                      pad_after_prefix, row_scores, tree_mask)
 
 log = logging.getLogger(__name__)
 
@@ -296,8 +298,8 @@ class HFAdapter(ModelAdapter):
         lengths = enc["attention_mask"].sum(1).tolist()
         if any(r.continuation for r in rows):
             enc = self._append(enc, lengths, [r.continuation for r in rows])
-        logits = self._logits(self._to_device(enc), [_needed(n - 1, r.continuation) for n, r in zip(lengths, rows)])
-        return [_row_scores(logits[b], row.continuation) for b, row in enumerate(rows)]
+        logits = self._logits(self._to_device(enc), [needed(n - 1, r.continuation) for n, r in zip(lengths, rows)])
+        return [row_scores(logits[b], row.continuation) for b, row in enumerate(rows)]
 
     def _logits(self, inputs: dict[str, Any], positions: list[list[int]], **kwargs) -> torch.Tensor:
         """Float logits [batch, k, vocab] at each row's ``positions`` (padded by repeating the last one).
@@ -313,21 +315,9 @@ class HFAdapter(ModelAdapter):
 
     def _append(self, enc: dict[str, Any], lengths: list[int], continuations: list[tuple[int, ...]]) -> dict[str, Any]:
         """Re-lay the sequence tensors of a right-padded batch with each row's continuation appended."""
-        total = max(n + len(c) for n, c in zip(lengths, continuations))
-        fill = {"input_ids": self.pad_id, "attention_mask": 0}
-        append = {"attention_mask": 1, "token_type_ids": self.profile.appended_token_type}
-        out = dict(enc)
-        for key in SEQUENCE_KEYS:
-            if key not in enc:
-                continue
-            old = enc[key]
-            new = torch.full((old.shape[0], total), fill.get(key, 0), dtype=old.dtype)
-            for b, (n, cont) in enumerate(zip(lengths, continuations)):
-                new[b, :n] = old[b, :n]
-                if cont:
-                    new[b, n:n + len(cont)] = torch.tensor(cont) if key == "input_ids" else append.get(key, 0)
-            out[key] = new
-        return out
+        return append_continuations(enc, lengths, continuations, keys=SEQUENCE_KEYS,
+                                    fill={"input_ids": self.pad_id, "attention_mask": 0},
+                                    append={"attention_mask": 1, "token_type_ids": self.profile.appended_token_type})
 
     # -- shared prefix -------------------------------------------------------------------------------
     def _group_ids(self, image: Any, texts: list[str]) -> tuple[list[list[int]], dict[str, Any]]:
@@ -404,75 +394,40 @@ class HFAdapter(ModelAdapter):
         """All suffixes in ONE row after the prefix ("tree attention"): each token sees the prefix and the
         earlier tokens of its own suffix, with the positions it would have had alone. The prefix's keys and
         values are read once instead of being copied for every question."""
-        lengths = [len(s) for s in suffixes]
-        starts = [0]
-        for n in lengths[:-1]:
-            starts.append(starts[-1] + n)
-        owner = torch.cat([torch.full((common,), -1)] + [torch.full((n,), i) for i, n in enumerate(lengths)])
-        columns = common + torch.arange(sum(lengths))
-        place = torch.cat([common + torch.arange(n) for n in lengths])
-        keep = [starts[i] + p for i, ps in enumerate(positions) for p in ps]
-        view = _expand_cache(cache, 1)
-        logits = self._logits({"input_ids": torch.tensor([sum(suffixes, [])], device=self.device),
-                               "attention_mask": self._tree_mask(owner, columns),
-                               "position_ids": place[None].to(self.device)}, [keep], cache=view, use_cache=True)[0]
-        out, at = [], 0
-        width = max(len(p) for p in positions)
-        for ps in positions:
-            rows = logits[at:at + len(ps)]
-            out.append(torch.cat([rows, rows[-1:].expand(width - len(ps), -1)]) if len(ps) < width else rows)
-            at += len(ps)
-        state = {"kind": "packed", "cache": view, "owner": owner,
-                 "next_position": torch.tensor([common + n for n in lengths])}
-        return torch.stack(out), state
+        layout = pack_after_prefix(common, [len(s) for s in suffixes], positions)
+        view = expand_cache(cache, 1)
+        logits = self._packed_logits(layout, torch.tensor([sum(suffixes, [])]), view)
+        return layout.split(logits), {"kind": "packed", "cache": view, "layout": layout}
 
-    def _tree_mask(self, owner: torch.Tensor, query_columns: torch.Tensor) -> torch.Tensor:
-        """[1, 1, queries, keys]: a query at column c sees the prefix (owner -1) and its own sequence up to c."""
-        keys = torch.arange(len(owner))
-        mine = owner[query_columns]
-        allowed = (owner[None, :] == -1) | ((owner[None, :] == mine[:, None]) & (keys[None, :] <= query_columns[:, None]))
-        allowed = allowed[None, None].to(self.device)
-        if self.mask_kind == "bool":
-            return allowed
-        return torch.zeros(allowed.shape, dtype=self.model.dtype, device=self.device).masked_fill(
-            ~allowed, torch.finfo(self.model.dtype).min)
+    def _packed_logits(self, layout: PackedRow, input_ids: torch.Tensor, cache) -> torch.Tensor:
+        """One packed row through the model: logits [len(layout.keep), vocab] of the kept tokens."""
+        mask = tree_mask(layout.owner, layout.query_columns, device=self.device,
+                         dtype=None if self.mask_kind == "bool" else self.model.dtype)
+        inputs = {"input_ids": input_ids.to(self.device), "attention_mask": mask,
+                  "position_ids": layout.position_ids[None].to(self.device)}
+        return self._logits(inputs, [layout.keep], cache=cache, use_cache=True)[0]
 
     def _batched_forward(self, cache, common: int, suffixes: list[list[int]], positions: list[list[int]]):
         """Suffixes as a right-padded batch on views of the prefix cache (for attention kernels that
         take no custom mask)."""
-        b = len(suffixes)
-        width = max(len(s) for s in suffixes)
-        input_ids = torch.full((b, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((b, common + width), dtype=torch.long)
-        mask[:, :common] = 1
-        for i, s in enumerate(suffixes):
-            input_ids[i, :len(s)] = torch.tensor(s)
-            mask[i, common:common + len(s)] = 1
-        place = (common + torch.arange(width)).unsqueeze(0).expand(b, width)
-        batch_cache = _expand_cache(cache, b)
-        mask = mask.to(self.device)
-        logits = self._logits({"input_ids": input_ids.to(self.device), "attention_mask": mask,
-                               "position_ids": place.to(self.device)}, positions, cache=batch_cache, use_cache=True)
-        state = {"kind": "batched", "cache": batch_cache, "mask": mask,
-                 "next_position": torch.tensor([common + len(s) for s in suffixes])}
-        return logits, state
+        batch = pad_after_prefix(common, suffixes, self.pad_id)
+        batch_cache = expand_cache(cache, len(suffixes))
+        mask = batch.attention_mask.to(self.device)
+        inputs = {"input_ids": batch.input_ids.to(self.device), "attention_mask": mask,
+                  "position_ids": batch.position_ids.to(self.device)}
+        logits = self._logits(inputs, positions, cache=batch_cache, use_cache=True)
+        return logits, {"kind": "batched", "cache": batch_cache, "mask": mask, "next_position": batch.next_position}
 
     def _decode_step(self, state: dict[str, Any], tokens: torch.Tensor) -> torch.Tensor:
         """Append one token per sequence; logits [n, vocab] for the next one."""
-        n = len(tokens)
-        place = state["next_position"]
         if state["kind"] == "packed":
-            start = len(state["owner"])
-            state["owner"] = torch.cat([state["owner"], torch.arange(n)])
-            mask = self._tree_mask(state["owner"], start + torch.arange(n))
-            inputs = {"input_ids": tokens[None].to(self.device), "attention_mask": mask, "position_ids": place[None].to(self.device)}
-            logits = self._logits(inputs, [list(range(n))], cache=state["cache"], use_cache=True)[0]
-        else:
-            mask = state["mask"] = torch.cat([state["mask"], torch.ones((n, 1), dtype=state["mask"].dtype, device=self.device)], 1)
-            inputs = {"input_ids": tokens[:, None].to(self.device), "attention_mask": mask, "position_ids": place[:, None].to(self.device)}
-            logits = self._logits(inputs, [[0]] * n, cache=state["cache"], use_cache=True)[:, 0]
+            layout = state["layout"] = state["layout"].step()
+            return self._packed_logits(layout, tokens[None], state["cache"])
+        place = state["next_position"]
+        mask = state["mask"] = grow_mask(state["mask"])
+        inputs = {"input_ids": tokens[:, None].to(self.device), "attention_mask": mask, "position_ids": place[:, None].to(self.device)}
         state["next_position"] = place + 1
-        return logits
+        return self._logits(inputs, [[0]] * len(tokens), cache=state["cache"], use_cache=True)[:, 0]
 
     @torch.inference_mode()
     def _score_rows_prefix(self, rows: list[_Row]):
@@ -482,9 +437,9 @@ class HFAdapter(ModelAdapter):
         cache, common, lengths, suffixes = prepared
 
         def run(indices: list[int]) -> list[dict[str, Any]]:
-            positions = [_needed(lengths[i] - common - 1, rows[i].continuation) for i in indices]
+            positions = [needed(lengths[i] - common - 1, rows[i].continuation) for i in indices]
             logits, _ = self._suffix_forward(cache, common, [suffixes[i] for i in indices], positions)
-            return [_row_scores(logits[j], rows[i].continuation) for j, i in enumerate(indices)]
+            return [row_scores(logits[j], rows[i].continuation) for j, i in enumerate(indices)]
 
         return self._in_batches(list(range(len(rows))), run)
 
@@ -583,50 +538,6 @@ class HFAdapter(ModelAdapter):
             return [self._result(t, lp) for t, lp in zip(tokens, logprobs)]
 
         return self._in_batches(list(range(len(rows))), run)
-
-
-def _needed(first: int, continuation: tuple[int, ...]) -> list[int]:
-    """Positions whose logits a row needs: the first answer token's, then one per continuation token."""
-    return [first + j for j in range(max(1, len(continuation)))]
-
-
-def _row_scores(logits: torch.Tensor, continuation: tuple[int, ...]) -> dict[str, Any]:
-    """First-answer-token log-probs and the continuation's summed log-prob from a row's kept logits
-    (``logits[j]`` predicts the answer's token j)."""
-    first = torch.log_softmax(logits[0], -1).cpu()
-    if not continuation:
-        return {"first": first, "continuation": math.nan}
-    steps = torch.log_softmax(logits[: len(continuation)], -1).cpu()
-    total = float(steps[torch.arange(len(continuation)), torch.tensor(continuation)].sum())
-    return {"first": first, "continuation": total}
-
-
-def _expand_cache(cache, batch: int):
-    """The prefix cache seen by ``batch`` rows, without copying it (views; the model's own update copies
-    once when it appends). Falls back to a deep copy for cache layouts this does not know."""
-    layers = getattr(cache, "layers", None)
-    if layers is None or not all(hasattr(layer, "keys") and hasattr(layer, "values") for layer in layers):
-        clone = copy.deepcopy(cache)
-        clone.batch_repeat_interleave(batch)
-        return clone
-    clone = copy.copy(cache)
-    clone.layers = []
-    for layer in layers:
-        view = copy.copy(layer)
-        if getattr(layer, "is_initialized", False) and layer.keys is not None and layer.keys.numel():
-            view.keys = layer.keys.expand(batch, *layer.keys.shape[1:])
-            view.values = layer.values.expand(batch, *layer.values.shape[1:])
-        clone.layers.append(view)
-    return clone
-
-
-def _common_prefix(seqs: list[list[int]]) -> int:
-    n = min(len(s) for s in seqs)
-    for i in range(n):
-        t = seqs[0][i]
-        if any(s[i] != t for s in seqs[1:]):
-            return i
-    return n
 
 
 def _loaded_commit(repo: str, revision: str | None, model) -> str | None:
