@@ -62,7 +62,8 @@ def explain_one(seam, prepared, request: ExplainRequest) -> ExplainResult:
     t0 = time.perf_counter()
     saliency = np.asarray(method.compute(seam, prepared, config, seed), dtype=float)
     seconds = time.perf_counter() - t0
-    result = ExplainResult("ok", request.method, prepared.target_text, prepared.target_ids, prepared.target_positions[0],
+    position = prepared.target_positions[0] if prepared.target_positions else -1   # -1: the black-box path does not know
+    result = ExplainResult("ok", request.method, prepared.target_text, prepared.target_ids, position,
                            grid=prepared.space.grid, saliency=saliency, space=prepared.space.to_dict(), seconds=seconds,
                            caption=prepared.caption)
     for part in [pixel_curves(seam, prepared, saliency, config, seed)] + (

@@ -21,7 +21,7 @@ from ..models.base import GenerateRequest, ImageInput, ScoreRequest
 from .request import ExplainConfig, TargetSpec
 from .seam import Prepared
 from .space import PixelSpace
-from .targets import resolve_target
+from .targets import TargetAbsent, resolve_target
 
 
 class GenericSeam:
@@ -47,7 +47,9 @@ class GenericSeam:
                 raise ConfigError("the black-box path explains the model's own next token only right after the prompt "
                                   "(no prefix); give the target word instead")
             (result,) = adapter.generate([GenerateRequest(image, target.prompt, 1)])
-            return result.token_ids[0] if result.token_ids else adapter.tokenizer(result.text, add_special_tokens=False)["input_ids"][0]
+            if not result.token_ids:
+                raise TargetAbsent("the model's answer is empty (it ended at its first token)")
+            return result.token_ids[0]
 
         resolved = resolve_target(adapter, image, target, text, prompt_ids, next_token)
         w0, h0 = image.image.size

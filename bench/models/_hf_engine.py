@@ -501,8 +501,9 @@ class HFAdapter(ModelAdapter):
 
         enc = self._to_device(self._encode([r.image for r in rows], [r.text for r in rows], "left"))
         config = GenerationConfig(max_new_tokens=max_new, do_sample=False, num_beams=1,
-                                  eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id)
-        out = self.model.generate(**enc, generation_config=config, output_scores=True, return_dict_in_generate=True)
+                                  eos_token_id=sorted(self.eos_ids), pad_token_id=self.pad_id,
+                                  output_scores=True, return_dict_in_generate=True)
+        out = self.model.generate(**enc, generation_config=config)
         new = out.sequences[:, enc["input_ids"].shape[1]:]
         steps = torch.stack([torch.log_softmax(step.float(), -1) for step in out.scores], 1)    # [B, steps, vocab]
         chosen = steps.gather(2, new[:, : steps.shape[1], None]).squeeze(2)
