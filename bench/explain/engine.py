@@ -65,10 +65,32 @@ def explain_one(seam, prepared, request: ExplainRequest) -> ExplainResult:
     position = prepared.target_positions[0] if prepared.target_positions else -1   # -1: the black-box path does not know
     result = ExplainResult("ok", request.method, prepared.target_text, prepared.target_ids, position,
                            grid=prepared.space.grid, saliency=saliency, space=prepared.space.to_dict(), seconds=seconds,
-                           caption=prepared.caption)
+                           caption=prepared.caption, category=prepared.extra.get("category"))
     for part in [pixel_curves(seam, prepared, saliency, config, seed)] + (
             [token_curves(seam, prepared, saliency, config, seed)] if config.token_space and "white" in seam.kinds else []):
         result.curves.update(part["curves"])
         result.scores.update(part["scores"])
+    if config.sanity:
+        result.sanity = sanity_cascade(seam, prepared, method, saliency, config, seed)
     return result
+
+
+def sanity_cascade(seam, prepared, method, saliency: np.ndarray, config, seed: int) -> dict:
+    """The cascading model-parameter randomisation test (Adebayo et al. 2018): the map again after randomising the
+    model from its output head down, step by step (seeded), compared with the original map by the Spearman rank
+    correlation of absolute values (on the patch grid) and by SSIM (on the model-input pixels). The weights are
+    restored after each step."""
+    from ..metrics.map_similarity import spearman_abs, ssim
+
+    if not hasattr(seam, "cascade"):
+        raise ConfigError("the randomisation test needs a white-box seam (LLaVA-style or grounded models)")
+    space = prepared.space
+    steps, rho, similarity = [], [], []
+    for k, (name, modules) in enumerate(seam.cascade()):
+        with seam.randomised(modules, seed=config.seed * 7919 + k):
+            other = np.asarray(method.compute(seam, prepared, config, seed), dtype=float)
+        steps.append(name)
+        rho.append(float(spearman_abs(saliency, other)))
+        similarity.append(float(ssim(space.grid_to_input(saliency), space.grid_to_input(other))))
+    return {"steps": steps, "spearman": rho, "ssim": similarity}
 

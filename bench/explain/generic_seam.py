@@ -56,7 +56,7 @@ class GenericSeam:
         space = PixelSpace((h0, w0), (h0, w0), (1.0, 1.0), (0, 0), (self.grid, self.grid))
         pixels = torch.from_numpy(np.asarray(image.image, dtype=np.float32) / 255.0).permute(2, 0, 1)
         return Prepared(image.key, space, pixels, None, resolved.target_ids, (), (0, 0), resolved.text, resolved.caption,
-                        extra={"prompt": target.prompt, "prefix_ids": resolved.prefix_ids})
+                        extra={"prompt": target.prompt, "prefix_ids": resolved.prefix_ids, "category": resolved.category})
 
     def _requests(self, prepared: Prepared, pixels) -> list[ScoreRequest]:
         from PIL import Image

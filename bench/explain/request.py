@@ -43,6 +43,7 @@ class ExplainConfig:
     token_space: bool = True                               # also the curves in image-feature space
     seed: int = 0
     grid: int = 8                                          # black-box path over any processor: cells per side
+    sanity: bool = False                                   # also the cascading model-parameter randomisation test
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class ExplainResult:
     scores: dict[str, float] = field(default_factory=dict)  # p_original, p_blur, p_deleted, AUCs
     seconds: float = 0.0             # time spent on the map
     caption: str | None = None       # own_caption: the model's description
+    category: str | None = None      # own_caption: the COCO category of the explained object word
+    sanity: dict[str, Any] = field(default_factory=dict)   # steps, spearman, ssim: maps under randomised weights
 
 
 def _explain(adapter, requests: list[ExplainRequest]) -> list[ExplainResult]:

@@ -26,6 +26,7 @@ class Resolved:
     target_ids: tuple[int, ...]
     text: str                    # the target as text
     caption: str | None = None   # own_caption: the model's description
+    category: str | None = None  # own_caption: the COCO category of the object word
 
 
 def spaced(text: str) -> str:
@@ -64,9 +65,9 @@ def resolve_target(adapter, image, target: TargetSpec, text: str, prompt_ids: li
         spans = mention_spans(caption)
         if target.index >= len(spans):
             raise TargetAbsent(f"the model's description has {len(spans)} object word(s), no word {target.index + 1}")
-        start, end, _ = spans[target.index]
+        start, end, category = spans[target.index]
         i, j = token_span(tokenizer, ids, start, end)
-        return Resolved(tuple(ids[:i]), tuple(ids[i:j]), caption[start:end], caption)
+        return Resolved(tuple(ids[:i]), tuple(ids[i:j]), caption[start:end], caption, category)
     prefix = spaced(target.prefix) if target.prefix else ""
     prefix_ids = tuple(adapter._continuation_ids(text, prefix)) if prefix else ()
     if target.source == "next_token":

@@ -66,6 +66,15 @@ class GroundedSeam(HFSeam):
             features = self.adapter.language_features(embedding)
         return super().logprob(prepared, pixels=pixels, features=features)
 
+    def cascade(self):
+        """As for LLaVA, with the grounded model's own pieces: the projector W and OWL-ViT's vision tower (whose
+        penultimate layer is the shared embedding)."""
+        from ._hf_explain import cascade_blocks
+
+        m = self.model
+        return cascade_blocks(m.lm_head, list(m.model.language_model.layers), self.adapter.projector,
+                              list(self.adapter.owl.owlvit.vision_model.encoder.layers[:-1]))
+
     def target_logit(self, prepared: Prepared, embedding: torch.Tensor) -> torch.Tensor:
         """The sum of the target tokens' logits at their positions [B] (GA's language-model output)."""
         logits = self._logits(prepared.input_ids, self.adapter.language_features(embedding), list(prepared.target_positions))

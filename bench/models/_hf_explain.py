@@ -80,7 +80,8 @@ class HFSeam:
         if not image_positions:
             raise ConfigError(f"{adapter.source}: the prompt holds no image token; it cannot be explained")
         return Prepared(image.key, space, pixels, ids, tuple(resolved.target_ids), positions,
-                        (image_positions[0], image_positions[-1] + 1), resolved.text, resolved.caption)
+                        (image_positions[0], image_positions[-1] + 1), resolved.text, resolved.caption,
+                        extra={"category": resolved.category})
 
     @torch.no_grad()
     def _next_token(self, ids: list[int], pixels, space) -> int:
@@ -138,6 +139,17 @@ class HFSeam:
     def batch_size(self) -> int:
         return self.adapter.batch_size
 
+    # -- the model-parameter randomisation test -----------------------------------------------------------------
+    def cascade(self) -> list[tuple[str, list]]:
+        m = self.model
+        tower = m.model.vision_tower
+        encoder = getattr(tower, "vision_model", tower).encoder
+        return cascade_blocks(m.lm_head, list(m.model.language_model.layers), m.model.multi_modal_projector,
+                              list(encoder.layers))
+
+    def randomised(self, modules: list, seed: int) -> "Randomised":
+        return Randomised(modules, seed)
+
     # -- attention ---------------------------------------------------------------------------------------------
     def attention(self, prepared: Prepared) -> dict[str, np.ndarray]:
         """From the first target position to the image tokens: the last layer's attention (mean over heads) and the
@@ -179,3 +191,52 @@ def model_explain_seam(adapter) -> Any:
     return GenericSeam(adapter)
 
 
+
+
+def cascade_blocks(output_head, language_layers, projector, vision_layers) -> list[tuple[str, list]]:
+    """The cascading randomisation of Adebayo et al. (2018), from the output towards the input: the output head, then
+    the language model's layers from the top in quarters, the projector, then the vision layers from the top in
+    halves. Each step randomises everything of the steps before it too; returns (name, modules) per step."""
+    steps: list[tuple[str, list]] = [("output head", [output_head])]
+    n = len(language_layers)
+    for quarter in (1, 2, 3, 4):
+        k = max(1, round(n * quarter / 4))
+        if k != len(steps[-1][1]) - 1 or quarter == 1:
+            steps.append((f"language top {k}/{n}", [output_head, *language_layers[n - k:]]))
+    steps = [s for i, s in enumerate(steps) if i == 0 or len(s[1]) != len(steps[i - 1][1])]
+    base = steps[-1][1]
+    steps.append(("projector", [*base, projector]))
+    m = len(vision_layers)
+    for half in (1, 2):
+        k = max(1, round(m * half / 2))
+        modules = [*base, projector, *vision_layers[m - k:]]
+        if len(modules) != len(steps[-1][1]):
+            steps.append((f"vision top {k}/{m}", modules))
+    return steps
+
+
+class Randomised:
+    """Within the block, the parameters of ``modules`` hold seeded random values with each tensor's own mean and std
+    (1-D tensors such as norms included); on exit every tensor gets its original values back."""
+
+    def __init__(self, modules: list, seed: int):
+        self.params = list(dict.fromkeys(p for m in modules for p in m.parameters()))
+        self.seed = seed
+        self.saved: list = []
+
+    def __enter__(self):
+        generator = torch.Generator().manual_seed(self.seed)
+        with torch.no_grad():
+            for p in self.params:
+                self.saved.append(p.detach().to("cpu", copy=True))
+                std = p.float().std() if p.numel() > 1 else p.float().abs()
+                noise = torch.randn(p.shape, generator=generator, dtype=torch.float32)
+                p.copy_((noise * std + p.float().mean()).to(p.dtype))
+        return self
+
+    def __exit__(self, *exc):
+        with torch.no_grad():
+            for p, value in zip(self.params, self.saved):
+                p.copy_(value.to(p.device))
+        self.saved = []
+        return False

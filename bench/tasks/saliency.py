@@ -1,26 +1,24 @@
-"""Saliency: a map for an output token, judged by insertion and deletion (RISE), per method.
+"""Saliency: a map for an output token, judged by faithfulness (RISE insertion/deletion), localisation, a sanity
+test and what it says about hallucinated words; per method.
 
 Targets (``params.targets``):
-  - ``caption_words``: the object words of each image's first reference caption, teacher-forced after the caption
-    text before them (random tiny models rarely say object words of their own);
+  - ``caption_words``: the object words of each image's first reference caption (or of a captions file), teacher-
+    forced after the caption text before them (random tiny models rarely say object words of their own); with
+    ``words: all`` also the words the image's ground truth does not hold (hallucinated);
   - ``own_caption``: the object words of the model's own greedy description (by token ids and position); an image
     whose description has fewer object words gets rows marked ``absent``, counted in the metrics, not failed;
   - ``pope_answer``: the first token of the model's own answer to POPE questions about the image;
-  - ``class_word``: the class word after ``prefix`` (e.g. "The image shows a" + "bird", CUB-style).
+  - ``class_word``: on CUB (the wsolevaluation metadata layout), the class name (or ``class_target``) after
+    ``prefix`` ("The image shows a"), scored by MaxBoxAccV2 as the paper's table.
 Methods (``params.methods``, e.g. ``--set methods=ga,integrated_gradients,occlusion,random``) are looked up in
 `SALIENCY_METHODS`; one row per (image, target, method). A method the model cannot run (``ga`` without a grounded
-model; gradients on a model with no white-box seam) is refused before any work.
-
-Metrics per method m, with bootstrap intervals over images: ``insertion_auc[m]`` (up), ``deletion_auc[m]`` (down),
-``ins_minus_del[m]`` (up; the primary of each method), their normalised and token-space versions, and, when
-``random`` runs too, ``insertion_vs_random[m]`` and ``deletion_vs_random[m]``: the paired difference with the random
-map on the same targets.
+model; gradients on a model with no white-box seam) is refused before any work. ``sanity: true`` adds the cascading
+model-parameter randomisation test to every row. What is derived and reported: `bench/tasks/_saliency_stats.py`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,15 +28,12 @@ from ..data.images import ImageRef, check_image_root
 from ..errors import ConfigError
 from ..explain.request import ExplainConfig, ExplainRequest, ExplainResult, TargetSpec
 from ..io import Artifact
-from ..metrics.bootstrap import ImageDraw, estimate
+from ..metrics.bootstrap import ImageDraw
 from ..registry import SALIENCY_METHODS, TASK_TYPES
 from ..spec import listing_hash, sha256_file
 from ..validation import param
+from ._saliency_stats import CURVE_SCORES, derive, figures, method_metrics
 from .base import MetricInfo, Sample, TaskType, seeded_subset
-
-CURVE_SCORES = ("insertion_auc", "deletion_auc", "insertion_auc_norm", "deletion_auc_norm",
-                "token_insertion_auc", "token_deletion_auc")
-
 
 @dataclass
 class SaliencyParams:
@@ -57,6 +52,9 @@ class SaliencyParams:
     token_space: bool = True
     grid: int = param(8, min=2)                        # black-box path over other processors: cells per side
     max_overlays: int = param(8, min=0)                # PNG overlays kept per method
+    sanity: bool = False                               # the cascading model-parameter randomisation test
+    captions_file: str | None = None                   # caption_words from a captions file (image_id, caption per line)
+    class_target: str | None = None                    # class_word: a fixed word (e.g. "bird") instead of the class name
 
     def method_list(self) -> list[str]:
         items = self.methods.split(",") if isinstance(self.methods, str) else self.methods
@@ -72,6 +70,15 @@ class CocoDataset:
     root: str | None = None
 
 
+@dataclass
+class CubDataset:
+    source: Literal["cub"]
+    metadata: str                  # the wsolevaluation metadata folder (image_ids.txt, class_labels.txt, localization.txt)
+    images: str                    # the folder the image ids are relative to
+    classes: str | None = None     # CUB's classes.txt (names from the class folders when absent)
+    root: str | None = None
+
+
 KIND_NEEDS = {"black": "explain:black", "white": "explain:white", "ga": "explain:ga"}
 
 
@@ -79,7 +86,7 @@ KIND_NEEDS = {"black": "explain:black", "white": "explain:white", "ga": "explain
 class SaliencyTask(TaskType):
     type_name = "saliency"
     Params = SaliencyParams
-    DATASETS = {"coco": CocoDataset}
+    DATASETS = {"coco": CocoDataset, "cub": CubDataset}
 
     def __init__(self, spec, context):
         super().__init__(spec, context)
@@ -90,17 +97,33 @@ class SaliencyTask(TaskType):
         for name in self.methods:
             if name not in SALIENCY_METHODS:
                 raise ConfigError(f"{where}: params field 'methods': {SALIENCY_METHODS.unknown_message(name)}")
-        if self.params.targets == "caption_words" and not self.dataset.captions:
-            raise ConfigError(f"{where}: targets caption_words need the dataset's 'captions' file")
-        if self.params.targets == "class_word":
-            raise ConfigError(f"{where}: targets class_word need a dataset with class labels (source cub)")
+        cub = isinstance(self.dataset, CubDataset)
+        if self.params.targets == "caption_words" and not (getattr(self.dataset, "captions", None) or self.params.captions_file):
+            raise ConfigError(f"{where}: targets caption_words need the dataset's 'captions' file or params 'captions_file'")
+        if (self.params.targets == "class_word") != cub:
+            raise ConfigError(f"{where}: targets class_word go with a dataset of class labels (source cub), and only they")
         self.config = ExplainConfig(steps=self.params.steps, deletion_baseline=self.params.deletion_baseline,
                                     ig_steps=self.params.ig_steps, ig_baseline=self.params.ig_baseline,
-                                    token_space=self.params.token_space, seed=context.seed, grid=self.params.grid)
+                                    token_space=self.params.token_space, seed=context.seed, grid=self.params.grid,
+                                    sanity=self.params.sanity)
         self._fingerprint: dict[str, Any] = {}
 
     # -- data --------------------------------------------------------------------------------------------------
     def samples(self) -> list[Sample]:
+        targets = self._cub_targets() if isinstance(self.dataset, CubDataset) else self._coco_targets()
+        samples = []
+        overlays: dict[str, int] = {}
+        for t, (image_id, path, spec, category, boxes, by_category) in enumerate(targets):
+            for method in self.methods:
+                overlays[method] = overlays.get(method, 0) + 1
+                samples.append(Sample(
+                    id=f"{image_id}:{t}:{method}", index=len(samples), group=str(image_id), image=ImageRef(path=str(path)),
+                    data={"target": spec, "method": method, "category": category, "boxes": boxes, "target_index": t,
+                          "gt": sorted(by_category), "overlay": overlays[method] <= self.params.max_overlays,
+                          **({"boxes_by_category": by_category} if spec.source == "own_caption" else {})}))
+        return samples
+
+    def _coco_targets(self) -> list[tuple]:
         from ..data.coco import CocoInstances, load_captions
 
         annotations = self.data_path(self.dataset.annotations, "annotation file")
@@ -108,28 +131,42 @@ class SaliencyTask(TaskType):
         coco = CocoInstances.load(annotations, image_root)
         self._fingerprint = {"annotations": {"file": self.dataset.annotations, "sha256": sha256_file(annotations)},
                              "images": listing_hash(image_root)}
-        captions = {}
-        if self.dataset.captions:
+        captions: dict = {}
+        if self.params.captions_file:
+            path = self.data_path(self.params.captions_file, "captions file")
+            captions = _captions_file(path)
+            self._fingerprint["captions_file"] = {"file": self.params.captions_file, "sha256": sha256_file(path)}
+        elif self.dataset.captions:
             path = self.data_path(self.dataset.captions, "captions file")
-            captions = load_captions(path)
+            captions = {str(k): v for k, v in load_captions(path).items()}
             self._fingerprint["captions"] = {"file": self.dataset.captions, "sha256": sha256_file(path)}
-        ids = seeded_subset(coco.image_ids(), self.params.num_images, self.context.seed)
-        targets = []
-        for image_id in ids:
+        out = []
+        for image_id in seeded_subset(coco.image_ids(), self.params.num_images, self.context.seed):
             boxes = _boxes_by_category(coco, image_id)
-            for spec, category in self._targets(coco, image_id, captions.get(image_id, []), boxes)[: self.params.max_targets]:
-                targets.append((image_id, spec, category, boxes.get(category, [])))
-        samples = []
-        overlays: dict[str, int] = {}
-        for t, (image_id, spec, category, boxes) in enumerate(targets):
-            for method in self.methods:
-                overlays[method] = overlays.get(method, 0) + 1
-                samples.append(Sample(
-                    id=f"{image_id}:{t}:{method}", index=len(samples), group=str(image_id),
-                    image=ImageRef(path=str(coco.image_file(image_id))),
-                    data={"target": spec, "method": method, "category": category, "boxes": boxes, "target_index": t,
-                          "overlay": overlays[method] <= self.params.max_overlays}))
-        return samples
+            for spec, category in self._targets(coco, image_id, captions.get(str(image_id), []), boxes)[: self.params.max_targets]:
+                out.append((image_id, coco.image_file(image_id), spec, category, boxes.get(category, []), boxes))
+        return out
+
+    def _cub_targets(self) -> list[tuple]:
+        from ..data.cub import load_cub
+
+        metadata = self.data_path(self.dataset.metadata, "metadata folder")
+        image_root = check_image_root(self.data_path(self.dataset.images, "image folder"), what=f"task {self.name}")
+        classes = self.data_path(self.dataset.classes, "classes file") if self.dataset.classes else None
+        images = load_cub(metadata, classes)
+        self._fingerprint = {name: {"file": name, "sha256": sha256_file(metadata / name)}
+                             for name in ("image_ids.txt", "class_labels.txt", "localization.txt")}
+        self._fingerprint["images"] = {"files": len(images)}
+        chosen = seeded_subset([im.image_id for im in images], self.params.num_images, self.context.seed)
+        by_id = {im.image_id: im for im in images}
+        out = []
+        for image_id in chosen:
+            im = by_id[image_id]
+            word = self.params.class_target or im.class_name
+            spec = TargetSpec(self.params.prompt, "given", self.params.prefix, word)
+            boxes = [list(b) for b in im.boxes]
+            out.append((image_id, image_root / image_id, spec, im.class_name, boxes, {im.class_name: boxes}))
+        return out
 
     def _targets(self, coco, image_id: int, captions: list[str], boxes: dict) -> list[tuple[TargetSpec, str | None]]:
         p = self.params
@@ -176,7 +213,9 @@ class SaliencyTask(TaskType):
         target: TargetSpec = sample.data["target"]
         row: dict[str, Any] = {
             "method": sample.data["method"], "target_source": target.source, "target_word": target.word,
-            "category": sample.data["category"], "gt_boxes": [v for box in sample.data["boxes"] for v in box],
+            "category": result.category or sample.data["category"],
+            "gt_boxes": [v for box in self._boxes(sample, result) for v in box],
+            "target_index": sample.data["target_index"], "hallucinated": self._hallucinated(sample, result),
             "status": result.status, "reason": result.reason, "target_text": result.target_text,
             "target_ids": list(result.target_ids), "target_position": result.target_position,
             "caption": result.caption, "seconds": result.seconds,
@@ -186,7 +225,24 @@ class SaliencyTask(TaskType):
             row.update(grid_rows=rows, grid_cols=cols, saliency=[float(v) for v in np.asarray(result.saliency).reshape(-1)],
                        space=json.dumps(result.space),
                        **{name: [float(v) for v in values] for name, values in result.curves.items()})
-        return self._derive(row)
+            if result.sanity:
+                row.update(sanity_steps=list(result.sanity["steps"]), sanity_spearman=list(result.sanity["spearman"]),
+                           sanity_ssim=list(result.sanity["ssim"]))
+        return derive(row)
+
+    @staticmethod
+    def _boxes(sample: Sample, result: ExplainResult) -> list:
+        if result.category and result.category != sample.data["category"]:
+            return sample.data.get("boxes_by_category", {}).get(result.category, [])
+        return sample.data["boxes"]
+
+    @staticmethod
+    def _hallucinated(sample: Sample, result: ExplainResult) -> bool | None:
+        """An object word is hallucinated when its category is not in the image's ground truth (None: unknown)."""
+        category = result.category or sample.data["category"]
+        if category is None or sample.data.get("gt") is None:
+            return None
+        return category not in sample.data["gt"]
 
     def artifacts(self, sample: Sample, responses: list, row: dict[str, Any]) -> list:
         (result,) = responses
@@ -209,112 +265,76 @@ class SaliencyTask(TaskType):
                 ("insertion", "list<double>"), ("deletion", "list<double>"),
                 ("token_insertion", "list<double>"), ("token_deletion", "list<double>"),
                 ("p_original", "double"), ("p_blur", "double"), ("p_deleted", "double"),
-                *[(name, "double") for name in CURVE_SCORES], ("seconds", "double")]
-
-    def _derive(self, row: dict[str, Any]) -> dict[str, Any]:
-        """AUCs from the stored curves (so `bench rescore` recomputes them without the model)."""
-        from ..metrics.curves import auc, normalised_curve
-
-        ins, dele = _listed(row.get("insertion")), _listed(row.get("deletion"))
-        if ins is None or dele is None:
-            return row
-        p_original, p_blur, p_deleted = dele[0], ins[0], dele[-1]
-        row.update(p_original=p_original, p_blur=p_blur, p_deleted=p_deleted, insertion_auc=auc(ins), deletion_auc=auc(dele))
-        norm_ins, norm_del = normalised_curve(ins, p_original, p_blur), normalised_curve(dele, p_original, p_deleted)
-        row["insertion_auc_norm"] = None if norm_ins is None else auc(norm_ins)
-        row["deletion_auc_norm"] = None if norm_del is None else auc(norm_del)
-        t_ins, t_del = _listed(row.get("token_insertion")), _listed(row.get("token_deletion"))
-        if t_ins is not None and t_del is not None:
-            row.update(token_insertion_auc=auc(t_ins), token_deletion_auc=auc(t_del))
-        return row
+                *[(name, "double") for name in CURVE_SCORES], ("seconds", "double"),
+                ("target_index", "int64"), ("hallucinated", "bool"), ("pointing_hit", "bool"), ("energy", "double"),
+                ("entropy", "double"), ("best_iou", "list<double>"), ("sanity_steps", "list<string>"),
+                ("sanity_spearman", "list<double>"), ("sanity_ssim", "list<double>")]
 
     def rescore(self, rows):
         rows = rows.copy()
-        records = [self._derive(dict(r)) for r in rows.to_dict("records")]
-        for column in ("p_original", "p_blur", "p_deleted", *CURVE_SCORES):
+        records = [derive(dict(r)) for r in rows.to_dict("records")]
+        for column in ("p_original", "p_blur", "p_deleted", *CURVE_SCORES, "pointing_hit", "energy", "entropy", "best_iou"):
             rows[column] = [r.get(column) for r in records]
         return rows
 
+    METRIC_LABELS = (("ins_minus_del", "Insertion - deletion AUC", True), ("insertion_auc", "Insertion AUC", True),
+                     ("deletion_auc", "Deletion AUC", False), ("insertion_auc_norm", "Insertion AUC, normalised", True),
+                     ("deletion_auc_norm", "Deletion AUC, normalised", False),
+                     ("token_insertion_auc", "Token-space insertion AUC", True),
+                     ("token_deletion_auc", "Token-space deletion AUC", False),
+                     ("insertion_vs_random", "Insertion AUC - random's", True),
+                     ("deletion_vs_random", "Deletion AUC - random's", False),
+                     ("pointing_game", "Pointing game (15 px)", True), ("energy_in_boxes", "Energy in the boxes", True),
+                     ("maxboxacc_v2", "MaxBoxAccV2", True), ("maxboxacc@0.3", "MaxBoxAcc at IoU 0.3", True),
+                     ("maxboxacc@0.5", "MaxBoxAcc at IoU 0.5", True), ("maxboxacc@0.7", "MaxBoxAcc at IoU 0.7", True),
+                     ("entropy", "Map entropy (normalised)", False),
+                     ("sanity_spearman", "Spearman with the randomised model's maps", False),
+                     ("sanity_ssim", "SSIM with the randomised model's maps", False),
+                     ("hallucination_auroc_insertion", "AUROC of low insertion AUC for hallucinated words", True),
+                     ("hallucination_auroc_entropy", "AUROC of map entropy for hallucinated words", True))
+
     def metric_info(self) -> dict[str, MetricInfo]:
-        info = {}
-        for m in self.methods:
-            for name, label, up in (("ins_minus_del", "Insertion - deletion AUC", True), ("insertion_auc", "Insertion AUC", True),
-                                    ("deletion_auc", "Deletion AUC", False), ("insertion_auc_norm", "Insertion AUC, normalised", True),
-                                    ("deletion_auc_norm", "Deletion AUC, normalised", False),
-                                    ("token_insertion_auc", "Token-space insertion AUC", True),
-                                    ("token_deletion_auc", "Token-space deletion AUC", False),
-                                    ("insertion_vs_random", "Insertion AUC - random's", True),
-                                    ("deletion_vs_random", "Deletion AUC - random's", False)):
-                info[f"{name}[{m}]"] = MetricInfo(f"{name}[{m}]", f"{label} ({m})", up)
-        return info
+        return {f"{name}[{m}]": MetricInfo(f"{name}[{m}]", f"{label} ({m})", up)
+                for m in self.methods for name, label, up in self.METRIC_LABELS}
+
+    def primary_name(self) -> str:
+        """CUB: MaxBoxAccV2, as the paper's table; caption words with hallucinated ones: their insertion AUROC;
+        otherwise insertion minus deletion AUC."""
+        if isinstance(self.dataset, CubDataset):
+            return "maxboxacc_v2"
+        if self.params.words == "all" and self.params.targets in ("caption_words", "own_caption"):
+            return "hallucination_auroc_insertion"
+        return "ins_minus_del"
 
     def primary_metric(self) -> str:
-        return f"ins_minus_del[{self.methods[0]}]"
+        return f"{self.primary_name()}[{self.methods[0]}]"
 
     def primary_metrics(self) -> list[str]:
-        return [f"ins_minus_del[{m}]" for m in self.methods]
+        return [f"{self.primary_name()}[{m}]" for m in self.methods]
 
     def metrics(self, rows) -> dict[str, dict[str, float]]:
         ok = rows[rows["status"] == "ok"]
         if not len(ok):
             return {}
         draw = ImageDraw(ok["image_id"].tolist(), self.context.bootstrap)
-        level = self.context.bootstrap.level
-        out: dict[str, dict[str, float]] = {}
         by_method = {m: ok[ok["method"] == m] for m in self.methods}
-        random = by_method.get("random")
+        out: dict[str, dict[str, float]] = {}
         for m, part in by_method.items():
-            if not len(part):
-                continue
-            values = {name: part[name].to_numpy(dtype=float) for name in CURVE_SCORES if name in part}
-            values["ins_minus_del"] = values["insertion_auc"] - values["deletion_auc"]
-            if random is not None and m != "random":
-                paired = part.merge(random, on=["image_id", "target_position", "target_text"], suffixes=("", "_random"))
-                if len(paired):
-                    for name in ("insertion_auc", "deletion_auc"):
-                        stat = _mean_stat(paired[name].to_numpy(float) - paired[f"{name}_random"].to_numpy(float),
-                                          paired["image_id"].tolist())
-                        out[f"{name.split('_')[0]}_vs_random[{m}]"] = estimate(stat, draw, level)
-            ids = part["image_id"].tolist()
-            for name, v in values.items():
-                if np.isfinite(v).any():
-                    out[f"{name}[{m}]"] = estimate(_mean_stat(v, ids), draw, level)
+            if len(part):
+                out.update(method_metrics(part, by_method.get("random"), draw, self.context.bootstrap.level, m))
         return out
 
     def figures(self, rows) -> dict[str, Any]:
-        ok = rows[rows["status"] == "ok"]
-        figures: dict[str, Any] = {"counts": {"rows": int(len(rows)), "absent": int((rows["status"] == "absent").sum()),
-                                              "null_normalised": int(ok["insertion_auc_norm"].isna().sum()) if len(ok) else 0}}
-        curves = {}
-        for m in self.methods:
-            part = ok[ok["method"] == m]
-            if len(part):
-                curves[m] = {name: np.mean(np.stack([np.asarray(c, float) for c in part[name]]), 0).tolist()
-                             for name in ("insertion", "deletion")}
-        figures["mean_curves"] = curves
-        return figures
+        return figures(rows, self.methods)
 
 
-def _mean_stat(values: np.ndarray, image_ids: list[str]):
-    """The mean of per-row values (NaN rows left out), as a stat over image draws."""
-    finite = np.isfinite(values)
-    v = np.where(finite, values, 0.0)
+def _captions_file(path) -> dict[str, list[str]]:
+    from ..results.captions import read_captions_file
 
-    def stat(draw):
-        if draw is None:
-            return np.array([v[finite].mean() if finite.any() else math.nan])
-        w = draw.row_weights(image_ids) * finite[None, :]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (w @ v) / w.sum(1)
-
-    return stat
-
-
-def _listed(value) -> np.ndarray | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    array = np.asarray(list(value), dtype=float)
-    return array if array.size else None
+    out: dict[str, list[str]] = {}
+    for record in read_captions_file(path):
+        out.setdefault(record["image_id"], []).append(record["caption"])
+    return out
 
 
 def _boxes_by_category(coco, image_id: int) -> dict[str, list[list[float]]]:
@@ -325,4 +345,3 @@ def _boxes_by_category(coco, image_id: int) -> dict[str, list[list[float]]]:
             x, y, w, h = bbox
             out.setdefault(name, []).append([float(x), float(y), float(x + w), float(y + h)])
     return out
-

@@ -23,6 +23,7 @@ FAMILIES: dict[str, str] = {
     "paligemma": "bench.models.tiny.paligemma:build",
     "owlvit": "bench.models.tiny.owlvit:build",
     "planted_bias": "bench.models.tiny.planted_bias:build",
+    "planted_saliency": "bench.models.tiny.planted_saliency:build",
 }
 
 # The real checkpoint each family mirrors (also written into each folder's bench_tiny.json).
@@ -36,6 +37,7 @@ MIRRORS: dict[str, str] = {
     "paligemma": "google/paligemma-3b-mix-224",
     "owlvit": "google/owlvit-base-patch32",
     "planted_bias": "google/owlvit-base-patch32 / llava-hf/llava-1.5-7b-hf (planted: both read mean(R) - mean(B))",
+    "planted_saliency": "llava-hf/llava-1.5-7b-hf (planted: P('dog') reads the high-frequency texture inside a known box)",
 }
 
 
