@@ -39,11 +39,11 @@ def explain(adapter, requests: list[ExplainRequest]) -> list[ExplainResult]:
     results: list[ExplainResult | None] = [None] * len(requests)
     groups: dict[tuple, list[int]] = {}
     for i, request in enumerate(requests):
-        groups.setdefault((request.image.cache_key, request.target.key), []).append(i)
+        groups.setdefault((request.image.cache_key, request.target.key, request.config.grid), []).append(i)
     for indices in groups.values():
         first = requests[indices[0]]
         try:
-            prepared = seam.prepare(first.image, first.target)
+            prepared = seam.prepare(first.image, first.target, first.config)
         except TargetAbsent as absent:
             for i in indices:
                 results[i] = ExplainResult("absent", requests[i].method, reason=str(absent))

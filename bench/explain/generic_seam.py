@@ -27,15 +27,14 @@ from .targets import TargetAbsent, resolve_target
 class GenericSeam:
     kinds = {"black"}
 
-    def __init__(self, adapter, config: ExplainConfig | None = None):
+    def __init__(self, adapter):
         self.adapter = adapter
-        self.grid = (config or ExplainConfig()).grid
 
     @property
     def batch_size(self) -> int:
         return self.adapter.batch_size
 
-    def prepare(self, image: ImageInput, target: TargetSpec) -> Prepared:
+    def prepare(self, image: ImageInput, target: TargetSpec, config: ExplainConfig | None = None) -> Prepared:
         import torch
 
         adapter = self.adapter
@@ -53,7 +52,8 @@ class GenericSeam:
 
         resolved = resolve_target(adapter, image, target, text, prompt_ids, next_token)
         w0, h0 = image.image.size
-        space = PixelSpace((h0, w0), (h0, w0), (1.0, 1.0), (0, 0), (self.grid, self.grid))
+        grid = (config or ExplainConfig()).grid
+        space = PixelSpace((h0, w0), (h0, w0), (1.0, 1.0), (0, 0), (grid, grid))
         pixels = torch.from_numpy(np.asarray(image.image, dtype=np.float32) / 255.0).permute(2, 0, 1)
         return Prepared(image.key, space, pixels, None, resolved.target_ids, (), (0, 0), resolved.text, resolved.caption,
                         extra={"prompt": target.prompt, "prefix_ids": resolved.prefix_ids, "category": resolved.category})

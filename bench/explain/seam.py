@@ -2,7 +2,7 @@
 
 An adapter that can be explained returns a `Seam` from ``adapter.explain_seam()``. The seam:
 
-- ``prepare(image, target)`` -> `Prepared`: the token ids (prompt, prefix and the target's own tokens, teacher
+- ``prepare(image, target, config)`` -> `Prepared`: the token ids (prompt, prefix and the target's own tokens, teacher
   forced), the target's ids and the positions whose logits predict them, the image-token span, the patch grid, the
   model-input pixels in [0, 1] (after resize and crop, before normalisation) and their `PixelSpace` (the exact map
   back to the original image's pixels);
@@ -42,7 +42,7 @@ class Prepared:
 class Seam(Protocol):
     kinds: set[str]
 
-    def prepare(self, image, target) -> Prepared: ...
+    def prepare(self, image, target, config=None) -> Prepared: ...
 
     def logprob(self, prepared: Prepared, pixels=None, features=None): ...
 

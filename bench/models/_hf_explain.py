@@ -64,7 +64,8 @@ class HFSeam:
         return (pixels - mean) / std
 
     # -- preparing a target ----------------------------------------------------------------------------------------
-    def prepare(self, image: ImageInput, target: TargetSpec) -> Prepared:
+    def prepare(self, image: ImageInput, target: TargetSpec, config=None) -> Prepared:
+        """``config`` is unused here: the grid is the vision tower's patch grid."""
         adapter = self.adapter
         text = adapter.format_prompt(target.prompt)
         enc = adapter._encode([image.image], [text], "right")
