@@ -106,8 +106,8 @@ class HFSeam:
 
         b = features.shape[0]
         ids = ids.to(self.adapter.device).expand(b, -1)
-        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
-                  "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=list(features))}}
+        # no attention mask: nothing is padded, and without one the attention kernels take their causal fast path
+        inputs = {"input_ids": ids, "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=list(features))}}
         keep = torch.tensor(positions, device=self.adapter.device)
         if self.adapter.keeps_logits:
             return self.model(**inputs, logits_to_keep=keep).logits
