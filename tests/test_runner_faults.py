@@ -386,3 +386,43 @@ def test_a_cpu2_manifest_equals_a_cpu_one_except_devices_and_times(tmp_path, cap
     description = manifests["cpu"]["model"]["description"]
     assert description["prefix_path"].startswith("shared prefix") and description["batch_size"] == 8
     assert description["first_token_words"]                   # resolved at load, before the first chunk
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_progress_arrives_within_a_chunk_before_it_is_committed(n_workers):
+    from bench.config import RunConfig
+    from bench.runner.dispatch import Dispatcher
+    from bench.runner.plan import make_plan, work_units
+    from bench.runner.pools import InProcessPool, ProcessPool
+    from bench.runner.worker import WorkerSetup
+
+    config = RunConfig(model="fake-harness", model_args={"seconds_per_sample": "0.002"}, tasks=["pope_mini_adversarial"],
+                       chunk_images=30, overrides={"answer_mode": "both"})
+    plan = make_plan(config)
+    (tp,) = plan.tasks.values()
+    units = work_units(tp.chunks, {tp.task.name: None})
+    assert len(units) == 1 and units[0].n_samples == 62
+
+    def setup_for(slot):
+        return WorkerSetup(plan.factory, "cpu", 8, 1, {tp.task.name: tp.task.spec}, tp.task.context, False, {})
+
+    events = []
+    pool = InProcessPool(setup_for) if n_workers == 1 else ProcessPool(setup_for)
+    try:
+        Dispatcher(pool, units, n_workers, on_ready=lambda info: None, on_done=lambda d: events.append(("done", len(d.rows))),
+                   on_progress=lambda n: events.append(("progress", n))).run()
+    finally:
+        pool.close()
+    progress = [n for kind, n in events if kind == "progress"]
+    assert events[-1] == ("done", 62) and len(progress) >= 10            # many updates, all before the chunk lands
+    assert sum(progress) == 62
+
+
+def test_rerunning_a_finished_run_says_so_in_one_line_and_prints_its_metrics(tmp_path, capsys):
+    args = ["run", "--model", "fake-harness", *POPE, "--output", str(tmp_path), "--run-name", "again", *FAST]
+    assert run_cli(args, capsys)[0] == 0
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "again: all 6 chunks were already finished; nothing to compute"
+    assert any(line.startswith("pope_mini_adversarial: F1 (score) = ") for line in lines[1:])

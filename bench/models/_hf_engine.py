@@ -275,11 +275,24 @@ class HFAdapter(ModelAdapter):
         return results
 
     def _run_rows(self, rows: list[_Row], generic: Callable, prefix: Callable) -> list:
-        """Runs rows grouped by image through the shared-prefix path where possible, in request order."""
+        """Runs rows grouped by image through the shared-prefix path where possible, in request order; reports
+        the rows done after each batch (generic) or image (shared prefix) to ``self.progress``."""
         out: list = [None] * len(rows)
+        done = 0
+
+        def report(n: int) -> None:
+            nonlocal done
+            done += n
+            if self.progress is not None:
+                self.progress(done, len(rows))
+
         if not self.use_prefix_cache:
-            results = self._in_batches(list(range(len(rows))), lambda idx: generic([rows[i] for i in idx]))
-            return results
+            def run(idx: list[int]) -> list:
+                results = generic([rows[i] for i in idx])
+                report(len(idx))
+                return results
+
+            return self._in_batches(list(range(len(rows))), run)
         groups: dict[str, list[int]] = {}
         for i, row in enumerate(rows):
             groups.setdefault(row.key, []).append(i)
@@ -290,6 +303,7 @@ class HFAdapter(ModelAdapter):
                 results = self._in_batches(group_rows, generic)
             for i, result in zip(indices, results):
                 out[i] = result
+            report(len(indices))
         return out
 
     @torch.inference_mode()

@@ -81,7 +81,12 @@ class ScoreResult:
 
 
 class ModelAdapter(ABC):
-    """A loaded model. One instance per worker; ``generate``/``score`` take whole lists and batch them."""
+    """A loaded model. One instance per worker; ``generate``/``score`` take whole lists and batch them.
+
+    ``progress``, when set, is called as ``progress(done, total)`` while a call is running: the requests (or rows) of
+    that call finished so far, so a long batch of a large model shows signs of life before its chunk is done."""
+
+    progress: Callable[[int, int], None] | None = None
 
     @abstractmethod
     def generate(self, requests: list[GenerateRequest]) -> list[GenerateResult]: ...

@@ -74,12 +74,16 @@ class FakeAdapter(ModelAdapter):
             raise torch.OutOfMemoryError("CUDA out of memory (fake-harness, planted)")
 
     def _visit(self, requests: list) -> None:
+        """Faults first, then the cost of each request in turn, reporting progress after each."""
         self.calls += 1
         for r in requests:
             self._faults(r.image.key)
-        cost = sum(self._cost(r.image.key) for r in requests)
-        if cost:
-            time.sleep(cost)
+        for i, r in enumerate(requests, 1):
+            cost = self._cost(r.image.key)
+            if cost:
+                time.sleep(cost)
+            if self.progress is not None:
+                self.progress(i, len(requests))
 
     def generate(self, requests: list[GenerateRequest]) -> list[GenerateResult]:
         self._visit(requests)

@@ -37,6 +37,7 @@ class Dispatcher:
                  on_progress: Callable[[int], None] = lambda n: None, max_attempts: int = MAX_ATTEMPTS,
                  max_replacements: int | None = None, poll_seconds: float = 1.0):
         self.pool = pool
+        pool.progress_sink = on_progress
         self.queue: collections.deque[WorkUnit] = collections.deque(units)
         self.n_slots = min(n_slots, len(units))
         self.on_ready, self.on_done, self.on_progress = on_ready, on_done, on_progress

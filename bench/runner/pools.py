@@ -20,7 +20,12 @@ from .worker import WorkerSetup, build_tasks, load_adapter, run_unit, worker_mai
 
 
 class WorkerPool(ABC):
-    """Starts workers, sends them units, and reports what they send back (and when one is lost)."""
+    """Starts workers, sends them units, and reports what they send back (and when one is lost).
+
+    ``progress_sink(n)``, set by the driver, hears of samples finished inside running units where a pool cannot
+    deliver `Progress` messages in time (the in-process pool computes a unit within one `poll`)."""
+
+    progress_sink: Callable[[int], None] | None = None
 
     @abstractmethod
     def start(self, slot: int) -> int:
@@ -77,7 +82,7 @@ class InProcessPool(WorkerPool):
     def poll(self, timeout: float) -> list[Any]:
         if not self._events and self._unit is not None:
             unit, self._unit = self._unit, None
-            self._events.extend(run_unit(self._adapter, self._tasks, unit, self._setup.allow_errors, 0))
+            self._events.extend(run_unit(self._adapter, self._tasks, unit, self._setup.allow_errors, 0, self.progress_sink))
         events, self._events = self._events, []
         return events
 

@@ -16,14 +16,14 @@ import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..data.images import ImageLoadError, load_image
 from ..errors import BenchError, ConfigError, SampleError
 from ..models.base import ImageInput, ModelAdapter, handle_requests
 from ..spec import TaskSpec
 from ..tasks.base import Sample, TaskContext, TaskType
-from .messages import Chunk, ChunkDone, LoadFailed, Ready, UnitFailed, WorkerExit, WorkUnit
+from .messages import Chunk, ChunkDone, LoadFailed, Progress, Ready, UnitFailed, WorkerExit, WorkUnit
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +37,45 @@ def base_row(sample: Sample, error: str | None = None) -> dict[str, Any]:
             "image": sample.image.display, "error": error}
 
 
-def _run_requests(adapter: ModelAdapter, requests: list) -> list:
+class ChunkProgress:
+    """Turns the adapter's ``progress(done, total)`` within each call into whole samples of the chunk: a call over a
+    share of the chunk's requests counts for that share of its samples."""
+
+    def __init__(self, emit: Callable[[int], None], n_samples: int, n_requests: int):
+        self.emit, self.n_samples, self.n_requests = emit, n_samples, max(1, n_requests)
+        self.base = 0.0        # samples' worth of the calls already finished
+        self.share = 0.0       # samples' worth of the current call
+        self.sent = 0
+
+    def call(self, n_requests: int) -> None:
+        self.base += self.share
+        self.share = self.n_samples * n_requests / self.n_requests
+
+    def __call__(self, done: int, total: int) -> None:
+        reached = int(self.base + self.share * done / max(1, total))
+        if reached > self.sent:
+            self.emit(reached - self.sent)
+            self.sent = reached
+
+
+def _run_requests(adapter: ModelAdapter, requests: list, progress: ChunkProgress | None = None) -> list:
     """Send a list of mixed requests to the adapter, batched by kind; answers in request order."""
     answers: list = [None] * len(requests)
     by_kind: dict[type, list[int]] = {}
     for i, request in enumerate(requests):
         by_kind.setdefault(type(request), []).append(i)
     for kind, indices in by_kind.items():
+        if progress is not None:
+            progress.call(len(indices))
         for i, answer in zip(indices, handle_requests(adapter, kind, [requests[i] for i in indices])):
             answers[i] = answer
     return answers
 
 
-def process_chunk(adapter: ModelAdapter, task: TaskType, chunk: Chunk, allow_errors: bool) -> tuple[list[dict[str, Any]], list]:
-    """The rows of a chunk (one per sample, in sample order) and the artifacts its task made."""
+def process_chunk(adapter: ModelAdapter, task: TaskType, chunk: Chunk, allow_errors: bool,
+                  emit: Callable[[int], None] | None = None) -> tuple[list[dict[str, Any]], list]:
+    """The rows of a chunk (one per sample, in sample order) and the artifacts its task made. ``emit(n)`` hears of
+    samples finished while the chunk runs (the live progress bar)."""
     images: dict[str, ImageInput] = {}
     failures: dict[str, str] = {}
     for sample in chunk.samples:
@@ -69,8 +94,10 @@ def process_chunk(adapter: ModelAdapter, task: TaskType, chunk: Chunk, allow_err
     ok = [s for s in chunk.samples if s.id not in errors]
     per_sample = {s.id: task.requests(s, images[s.image.key]) for s in ok}
     flat = [(s.id, r) for s in ok for r in per_sample[s.id]]
+    progress = ChunkProgress(emit, len(ok), len(flat)) if emit is not None else None
+    adapter.progress = progress
     try:
-        answers = _run_requests(adapter, [r for _, r in flat])
+        answers = _run_requests(adapter, [r for _, r in flat], progress)
         by_sample: dict[str, list] = {s.id: [] for s in ok}
         for (sid, _), answer in zip(flat, answers):
             by_sample[sid].append(answer)
@@ -92,6 +119,7 @@ def process_chunk(adapter: ModelAdapter, task: TaskType, chunk: Chunk, allow_err
         if len(errors) == len(chunk.samples) and len(ok) > 1:
             raise batch_error  # every sample fails alike: a broken model or a bug, not bad samples
 
+    adapter.progress = None
     rows, artifacts = [], []
     for sample in chunk.samples:
         if sample.id in errors:
@@ -109,11 +137,11 @@ def _reason(exc: BaseException) -> str:
 
 
 def run_unit(adapter: ModelAdapter, tasks: dict[str, TaskType], unit: WorkUnit, allow_errors: bool,
-             worker: int) -> Iterator[ChunkDone | UnitFailed]:
+             worker: int, emit: Callable[[int], None] | None = None) -> Iterator[ChunkDone | UnitFailed]:
     """One message per finished chunk of the unit; a failure ends the unit (its finished chunks stay finished)."""
     for chunk in unit.chunks:
         try:
-            rows, artifacts = process_chunk(adapter, tasks[chunk.task], chunk, allow_errors)
+            rows, artifacts = process_chunk(adapter, tasks[chunk.task], chunk, allow_errors, emit)
         except DataSampleError as exc:
             yield UnitFailed(worker, unit.key, str(exc), retry=False)
             return
@@ -223,5 +251,6 @@ def worker_main(setup: WorkerSetup, inbox, outbox, worker: int) -> None:
             outbox.send(WorkerExit(worker))
             adapter.close()
             return
-        for message in run_unit(adapter, tasks, unit, setup.allow_errors, worker):
+        emit = lambda n: outbox.send(Progress(worker, n))  # noqa: E731 - live progress, between batches
+        for message in run_unit(adapter, tasks, unit, setup.allow_errors, worker, emit):
             outbox.send(message)
