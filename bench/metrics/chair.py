@@ -29,7 +29,7 @@ from typing import Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-__all__ = ["COUNT_KEYS", "METRIC_KEYS", "caption_counts", "metrics_from_counts", "chair_metrics"]
+__all__ = ["COUNT_KEYS", "METRIC_KEYS", "caption_counts", "metrics_from_counts", "metrics_from_totals", "chair_metrics"]
 
 COUNT_KEYS = ("n_mentions", "n_hallucinated_mentions", "has_hallucination", "n_gt", "n_recalled", "n_words")
 METRIC_KEYS = ("CHAIR_i", "CHAIR_s", "Recall", "Len")
@@ -76,9 +76,12 @@ def metrics_from_counts(counts: Mapping[str, np.ndarray], weights: np.ndarray | 
     if w.shape[1] != n:
         raise ValueError(f"weights have {w.shape[1]} columns for {n} captions")
     c = np.stack([np.asarray(counts[k], dtype=float) for k in COUNT_KEYS], axis=1)  # [n, 6]
-    totals = w @ c  # [B, 6]
-    mentions, hallucinated, has_h, n_gt, n_recalled, n_words = totals.T
-    n_captions = w.sum(axis=1)
+    return metrics_from_totals(w @ c, w.sum(axis=1))
+
+
+def metrics_from_totals(totals: np.ndarray, n_captions: np.ndarray) -> dict[str, np.ndarray]:
+    """The metrics from summed counts [B, 6] (columns in ``COUNT_KEYS`` order) and the numbers of captions [B]."""
+    mentions, hallucinated, has_h, n_gt, n_recalled, n_words = np.atleast_2d(totals).T
     return {
         "CHAIR_i": _ratio(hallucinated, mentions),
         "CHAIR_s": _ratio(has_h, n_captions),

@@ -23,11 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics.bootstrap import ImageDraw, estimate, interval
 from ..metrics.classification import auroc
 from ..metrics.curves import auc, normalised_curve
-from ..metrics.localisation import (IOU_DELTAS, THRESHOLDS, best_iou_per_threshold, box_accuracy, energy_in_boxes,
-                                    pointing_game)
+from ..metrics.localisation import IOU_DELTAS, THRESHOLDS, best_iou_per_threshold, energy_in_boxes, pointing_game
 from ..metrics.map_similarity import map_entropy
 
 CURVE_SCORES = ("insertion_auc", "deletion_auc", "insertion_auc_norm", "deletion_auc_norm",
@@ -74,104 +72,81 @@ def derive(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _mean_stat(values: np.ndarray, image_ids: list[str]):
-    """The mean of per-row values (NaN rows left out), as a stat over image draws."""
-    finite = np.isfinite(values)
-    v = np.where(finite, values, 0.0)
-
-    def stat(draw):
-        if draw is None:
-            return np.array([v[finite].mean() if finite.any() else math.nan])
-        w = draw.row_weights(image_ids) * finite[None, :]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (w @ v) / w.sum(1)
-
-    return stat
-
-
 def _column(part, name: str) -> np.ndarray:
     if name not in part:
         return np.full(len(part), np.nan)
     return np.array([np.nan if v is None else float(v) for v in part[name]], dtype=float)
 
 
-def method_metrics(part, random_part, draw: ImageDraw, level: float, method: str) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    ids = part["image_id"].tolist()
-    values = {name: _column(part, name) for name in CURVE_SCORES}
+def _masked(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return np.where(mask, values, np.nan)
+
+
+def _auroc_of(scores, labels, mask, weights):
+    w = None if weights is None else np.atleast_2d(weights)[:, mask]
+    return auroc(scores[mask], labels[mask], w)
+
+
+def sample_statistics(ok, methods: list[str]):
+    """The contract's per-row statistics of every method's metrics (rows of other methods count for nothing)."""
+    from ..metrics.contract import SampleStatistics, Summed, mean_of, per_row
+
+    stats = SampleStatistics(ok["image_id"].astype(str).tolist())
+    method = ok["method"].to_numpy()
+    values = {name: _column(ok, name) for name in CURVE_SCORES}
     values["ins_minus_del"] = values["insertion_auc"] - values["deletion_auc"]
-    values["entropy"] = _column(part, "entropy")
-    if "pointing_hit" in part:
-        values["pointing_game"] = _column(part, "pointing_hit")
-        values["energy_in_boxes"] = _column(part, "energy")
-    for name, v in values.items():
-        if np.isfinite(v).any():
-            out[f"{name}[{method}]"] = estimate(_mean_stat(v, ids), draw, level)
-    if random_part is not None and method != "random":
-        paired = part.merge(random_part, on=["image_id", "target_index"], suffixes=("", "_random"))
-        if len(paired):
+    values["entropy"] = _column(ok, "entropy")
+    values["pointing_game"] = _column(ok, "pointing_hit")
+    values["energy_in_boxes"] = _column(ok, "energy")
+    for name in ("spearman", "ssim"):
+        column = f"sanity_{name}"
+        values[column] = np.array([v[-1] if (v := listed(x)) is not None else np.nan
+                                   for x in (ok[column] if column in ok else [None] * len(ok))])
+    random = {(i, t): k for k, (i, t, m) in enumerate(zip(ok["image_id"], ok["target_index"], method)) if m == "random"}
+    for m in methods:
+        mask = method == m
+        for name, v in values.items():
+            if np.isfinite(v[mask]).any():
+                stats.metrics[f"{name}[{m}]"] = mean_of(_masked(v, mask))
+        if random and m != "random":
+            partner = np.array([random.get((i, t), -1) for i, t in zip(ok["image_id"], ok["target_index"])])
+            has = mask & (partner >= 0)
             for name in ("insertion_auc", "deletion_auc"):
-                diff = _column(paired, name) - _column(paired, f"{name}_random")
-                out[f"{name.split('_')[0]}_vs_random[{method}]"] = estimate(_mean_stat(diff, paired["image_id"].tolist()), draw, level)
-    out.update(_maxboxacc(part, draw, level, method))
-    out.update(_sanity(part, draw, level, method))
-    out.update(_hallucination(part, draw, level, method))
-    return out
+                diff = np.where(has, values[name] - values[name][np.maximum(partner, 0)], np.nan)
+                if np.isfinite(diff).any():
+                    stats.metrics[f"{name.split('_')[0]}_vs_random[{m}]"] = mean_of(diff)
+        if "best_iou" in ok:
+            iou = [listed(v) for v in ok["best_iou"]]
+            rows = mask & np.array([v is not None for v in iou])
+            if rows.any():
+                matrix = np.stack([v if v is not None and r else np.zeros(len(THRESHOLDS)) for v, r in zip(iou, rows)])
+                hits = np.concatenate([(matrix >= d) * rows[:, None] for d in IOU_DELTAS] + [rows[:, None]], 1).astype(float)
+                t = len(THRESHOLDS)
+
+                def accuracy(sums, k):
+                    return (sums[:, k * t:(k + 1) * t] / np.maximum(sums[:, -1:], 1e-300)).max(1)
+
+                for k, d in enumerate(IOU_DELTAS):
+                    stats.metrics[f"maxboxacc@{d:.1f}[{m}]"] = Summed(hits, lambda s, k=k: accuracy(s, k))
+                stats.metrics[f"maxboxacc_v2[{m}]"] = Summed(hits, lambda s: np.mean([accuracy(s, k) for k in range(len(IOU_DELTAS))], 0))
+        if "hallucinated" in ok:
+            known = mask & ok["hallucinated"].notna().to_numpy()
+            label = ok["hallucinated"].fillna(False).astype(bool).to_numpy()
+            if known.any() and label[known].any() and not label[known].all():
+                for name, column, sign in (("insertion", "insertion_auc", -1.0), ("entropy", "entropy", 1.0)):
+                    scores = sign * values[column]
+                    if np.isfinite(scores[known]).all():
+                        stats.metrics[f"hallucination_auroc_{name}[{m}]"] = per_row(_auroc_of, scores, label, known)
+    return stats
 
 
-def _maxboxacc(part, draw: ImageDraw, level: float, method: str) -> dict[str, dict[str, float]]:
-    if "best_iou" not in part:
-        return {}
-    rows = [(i, np.asarray(v, float)) for i, v in zip(part["image_id"], part["best_iou"]) if listed(v) is not None]
-    if not rows:
-        return {}
-    ids = [i for i, _ in rows]
-    matrix = np.stack([v for _, v in rows])
-    weights = draw.row_weights(ids)
-    out = {}
-    for delta in IOU_DELTAS:
-        point = box_accuracy(matrix, delta).max(1)[0]
-        low, high = interval(box_accuracy(matrix, delta, weights).max(1), level)
-        out[f"maxboxacc@{delta:.1f}[{method}]"] = {"value": float(point), "ci_low": low, "ci_high": high}
-    point = np.mean([box_accuracy(matrix, d).max(1)[0] for d in IOU_DELTAS])
-    low, high = interval(np.mean([box_accuracy(matrix, d, weights).max(1) for d in IOU_DELTAS], axis=0), level)
-    out[f"maxboxacc_v2[{method}]"] = {"value": float(point), "ci_low": low, "ci_high": high}
-    return out
-
-
-def _sanity(part, draw: ImageDraw, level: float, method: str) -> dict[str, dict[str, float]]:
-    if "sanity_spearman" not in part:
-        return {}
-    last = {name: np.array([listed(v)[-1] if listed(v) is not None else np.nan for v in part[f"sanity_{name}"]])
-            for name in ("spearman", "ssim")}
-    if not np.isfinite(last["spearman"]).any():
-        return {}
-    ids = part["image_id"].tolist()
-    out = {f"sanity_{name}[{method}]": estimate(_mean_stat(v, ids), draw, level) for name, v in last.items()}
-    value = out[f"sanity_spearman[{method}]"]["value"]
-    if method != "random" and value is not None and value > SANITY_FLAG:
-        out[f"sanity_spearman[{method}]"]["flag"] = ("the maps barely change when the model is randomised: "
-                                                     "they explain the image, not the model")
-    return out
-
-
-def _hallucination(part, draw: ImageDraw, level: float, method: str) -> dict[str, dict[str, float]]:
-    if "hallucinated" not in part:
-        return {}
-    known = part[part["hallucinated"].notna()]
-    label = known["hallucinated"].astype(bool).to_numpy()
-    if not len(known) or label.all() or not label.any():
-        return {}
-    ids = known["image_id"].tolist()
-    out = {}
-    for name, column, sign in (("insertion", "insertion_auc", -1.0), ("entropy", "entropy", 1.0)):
-        scores = sign * _column(known, column)
-        if not np.isfinite(scores).all():
-            continue
-        point = float(auroc(scores, label)[0])
-        low, high = interval(auroc(scores, label, draw.row_weights(ids)), level)
-        out[f"hallucination_auroc_{name}[{method}]"] = {"value": point, "ci_low": low, "ci_high": high}
-    return out
+def flag_sanity(metrics: dict[str, dict]) -> dict[str, dict]:
+    """Mark a method whose maps keep a Spearman above `SANITY_FLAG` after the last cascade step."""
+    for name, value in metrics.items():
+        if name.startswith("sanity_spearman[") and name != "sanity_spearman[random]":
+            if value.get("value") is not None and value["value"] > SANITY_FLAG:
+                value["flag"] = "the maps barely change when the model is randomised: they explain the image, not the model"
+    return metrics
 
 
 def figures(rows, methods: list[str]) -> dict[str, Any]:

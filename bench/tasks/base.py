@@ -162,9 +162,18 @@ class TaskType(ABC):
         """Recompute derived columns from raw outputs (a pandas DataFrame); default: nothing derived."""
         return rows
 
-    @abstractmethod
+    def sample_statistics(self, rows):
+        """What each metric is made of, per sample, with the image of each row: a
+        `bench.metrics.contract.SampleStatistics`. Metrics, intervals, group means and paired comparisons between
+        runs are all computed from it, in one place; rows with an error are excluded by the caller. A task type
+        that computes its metrics otherwise (overriding `metrics`) cannot be compared between runs."""
+        raise NotImplementedError(f"task type {self.type_name} gives no per-sample statistics")
+
     def metrics(self, rows) -> dict[str, dict[str, float]]:
-        """metric name -> {value, ci_low, ci_high}; rows with an error are excluded by the caller."""
+        """metric name -> {value, ci_low, ci_high}, from `sample_statistics` (bootstrap over images)."""
+        from ..metrics.contract import estimate_all
+
+        return estimate_all(self.sample_statistics(rows), self.context.bootstrap)
 
     def figures(self, rows) -> dict[str, Any]:
         """Extra data for plots (histograms...), stored in metrics.json beside the metrics; none by default."""
@@ -180,10 +189,17 @@ class TaskType(ABC):
     def metric_info(self) -> dict[str, MetricInfo]:
         return {m.name: m for m in self.METRICS}
 
+    GROUP_MEANS: ClassVar[bool] = False   # a group of these tasks also reports each metric's mean over its tasks
+
     @classmethod
     def group_metrics(cls, tasks: list["TaskType"], rows: list[Any]) -> dict[str, dict[str, float]]:
-        """Metrics over a group of tasks (e.g. the mean over POPE splits); none by default."""
-        return {}
+        """The mean of each metric over a group's tasks (e.g. the POPE splits), one image draw for all of them,
+        when the task type declares ``GROUP_MEANS``; none otherwise."""
+        if not cls.GROUP_MEANS:
+            return {}
+        from ..metrics.contract import group_estimates
+
+        return group_estimates([t.sample_statistics(r) for t, r in zip(tasks, rows)], tasks[0].context.bootstrap)
 
     @classmethod
     def group_label(cls, tasks: list["TaskType"]) -> str:

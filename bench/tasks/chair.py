@@ -24,7 +24,6 @@ import numpy as np
 
 from ..data.images import ImageRef, check_image_root
 from ..errors import ConfigError, DataError
-from ..metrics.bootstrap import ImageDraw, estimate, on_rows
 from ..models.base import GenerateRequest, GenerateResult
 from ..registry import TASK_TYPES
 from ..spec import listing_hash, sha256_file
@@ -267,22 +266,25 @@ class ChairTask(TaskType):
             rows[column] = [r[column] for r in records]
         return rows
 
-    def metrics(self, rows) -> dict[str, dict[str, float]]:
-        from ..metrics.chair import metrics_from_counts
+    def sample_statistics(self, rows):
+        """Per caption: its mention, hallucination, ground-truth, recall and word counts (`bench.metrics.chair`)."""
+        from ..metrics.chair import metrics_from_totals
+        from ..metrics.contract import SampleStatistics, Summed
 
-        counts = {
-            "n_mentions": rows["n_mentions"].to_numpy(dtype=np.int64),
-            "n_hallucinated_mentions": rows["n_hallucinated"].to_numpy(dtype=np.int64),
-            "has_hallucination": rows["has_hallucination"].to_numpy(dtype=np.int64),
-            "n_gt": rows["gt"].map(len).to_numpy(dtype=np.int64),
-            "n_recalled": rows["recalled"].map(len).to_numpy(dtype=np.int64),
-            "n_words": rows["n_words"].to_numpy(dtype=np.int64),
-        }
-        image_ids = rows["image_id"].tolist()
-        draw = ImageDraw(image_ids, self.context.bootstrap)
-        level = self.context.bootstrap.level
-        return {name: estimate(on_rows(lambda w, n=name: metrics_from_counts(counts, w)[n], image_ids), draw, level)
-                for name in ("CHAIR_s", "CHAIR_i", "Recall", "Len")}
+        counts = np.stack([
+            rows["n_mentions"].to_numpy(dtype=float), rows["n_hallucinated"].to_numpy(dtype=float),
+            rows["has_hallucination"].to_numpy(dtype=float), rows["gt"].map(len).to_numpy(dtype=float),
+            rows["recalled"].map(len).to_numpy(dtype=float), rows["n_words"].to_numpy(dtype=float),
+            np.ones(len(rows))], 1)
+
+        def metric(name):
+            # column sums of the per-caption counts, plus the number of captions, give every CHAIR metric
+            return lambda sums: metrics_from_totals(sums[:, :6], sums[:, 6])[name]
+
+        stats = SampleStatistics(rows["image_id"].astype(str).tolist())
+        for name in ("CHAIR_s", "CHAIR_i", "Recall", "Len"):
+            stats.metrics[name] = Summed(counts, metric(name))
+        return stats
 
     def write_extras(self, rows, folder: Path) -> None:
         """captions.jsonl: image_id + caption per line, the format papers publish captions in."""

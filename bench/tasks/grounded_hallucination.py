@@ -26,14 +26,13 @@ import numpy as np
 
 from ..data.images import ImageRef, check_image_root
 from ..errors import ConfigError, DataError
-from ..metrics.bootstrap import ImageDraw, estimate, on_rows
-from ..metrics.classification import auroc, binary_metrics
+from ..metrics.classification import auroc
 from ..models.base import DetectRequest, DetectResult
 from ..registry import TASK_TYPES
 from ..validation import param
 from ..spec import listing_hash, sha256_file
 from .base import MetricInfo, Sample, seeded_subset
-from .pope import CocoDataset, PopeParams, PopeTask
+from .pope import CocoDataset, PopeParams, PopeTask, _zero_safe
 from .pope_sampling import with_article
 
 BINS = np.linspace(0.0, 1.0, 11)
@@ -179,25 +178,32 @@ class GroundedHallucinationTask(PopeTask):
     def primary_metric(self) -> str:
         return "disagreement_auroc"
 
-    def metrics(self, rows) -> dict[str, dict[str, float]]:
+    def sample_statistics(self, rows):
+        """Per row: the detector's confidence and its disagreement with the answer (AUROCs), the flag's and the
+        answers' confusion counts."""
+        from ..metrics.contract import SampleStatistics, Summed, per_row
+        from ..metrics.paired import f1, ratio
+
         label = (rows["label"] == "yes").to_numpy()
         said_yes = (rows[self._answer_column()] == "yes").to_numpy()
         c = rows["confidence"].to_numpy(dtype=float)
         wrong = said_yes != label
         disagreement = np.where(said_yes, 1.0 - c, c)
         flag = np.where(said_yes, c < self.params.flag_threshold, c >= self.params.flag_threshold)
-        stats = {
-            "disagreement_auroc": lambda w: auroc(disagreement, wrong, w),
-            "grounding_auroc": lambda w: auroc(c, label, w),
-            "flag_precision": lambda w: binary_metrics(flag, wrong, w)["precision"],
-            "flag_recall": lambda w: binary_metrics(flag, wrong, w)["recall"],
-            "answer_accuracy": lambda w: binary_metrics(said_yes, label, w)["accuracy"],
-            "answer_f1": lambda w: binary_metrics(said_yes, label, w)["f1"],
-            "answer_yes_ratio": lambda w: binary_metrics(said_yes, label, w)["yes_ratio"],
-        }
-        image_ids = rows["image_id"].tolist()
-        draw = ImageDraw(image_ids, self.context.bootstrap)
-        return {name: estimate(on_rows(stat, image_ids), draw, self.context.bootstrap.level) for name, stat in stats.items()}
+        flags = np.stack([flag & wrong, flag & ~wrong, ~flag & wrong], 1).astype(float)
+        answers = np.stack([said_yes & label, said_yes & ~label, ~said_yes & label, said_yes == label,
+                            np.ones(len(label)), said_yes], 1).astype(float)
+        stats = SampleStatistics(rows["image_id"].astype(str).tolist())
+        stats.metrics.update({
+            "disagreement_auroc": per_row(auroc, disagreement, wrong),
+            "grounding_auroc": per_row(auroc, c, label),
+            "flag_precision": Summed(flags, lambda s: _zero_safe(s[:, 0], s[:, 0] + s[:, 1])),
+            "flag_recall": Summed(flags, lambda s: _zero_safe(s[:, 0], s[:, 0] + s[:, 2])),
+            "answer_accuracy": Summed(answers, ratio(3, 4, zero_division=0.0), correct=said_yes == label),
+            "answer_f1": Summed(answers, f1(0, 1, 2, zero_division=0.0)),
+            "answer_yes_ratio": Summed(answers, ratio(5, 4, zero_division=0.0)),
+        })
+        return stats
 
     def figures(self, rows) -> dict[str, Any]:
         """Histograms of the detector confidence by answer and label (10 bins over [0, 1])."""
@@ -209,6 +215,4 @@ class GroundedHallucinationTask(PopeTask):
                 out[f"answer_{answer}_label_{label}"] = np.histogram(values, BINS)[0].tolist()
         return out
 
-    @classmethod
-    def group_metrics(cls, tasks, rows):
-        return {}
+    GROUP_MEANS = False

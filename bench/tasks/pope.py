@@ -20,8 +20,7 @@ import numpy as np
 
 from ..data.images import ImageRef, check_image_root
 from ..errors import ConfigError, DataError
-from ..metrics.bootstrap import ImageDraw, estimate, on_rows
-from ..metrics.classification import auroc, binary_metrics
+from ..metrics.classification import auroc
 from ..models.base import GenerateRequest, GenerateResult, ScoreRequest, ScoreResult
 from ..registry import TASK_TYPES
 from ..spec import listing_hash, sha256_file
@@ -259,38 +258,28 @@ class PopeTask(TaskType):
     def primary_metric(self) -> str:
         return f"{self.params.modes[0]}_f1"
 
-    def _stats(self, rows):
-        """metric name -> stat(weights) over these rows."""
+    def sample_statistics(self, rows):
+        """Per row: the confusion-matrix counts of each answer mode (yes is the positive class), and P(yes) with the
+        label for the AUROC of score mode."""
+        from ..metrics.contract import SampleStatistics, Summed, per_row
+        from ..metrics.paired import f1, ratio
+
         label = (rows["label"] == "yes").to_numpy()
-        stats = {}
+        stats = SampleStatistics(rows["image_id"].astype(str).tolist())
         for mode in self.params.modes:
             pred = (rows[f"{'gen' if mode == 'generate' else 'score'}_answer"] == "yes").to_numpy()
-            for name, _ in CLASSIFICATION:
-                stats[f"{mode}_{name}"] = (lambda w, n=name, p=pred: binary_metrics(p, label, w)[n])
+            tp, fp, fn = pred & label, pred & ~label, ~pred & label
+            counts = np.stack([tp, fp, fn, pred == label, np.ones(len(pred)), pred], 1).astype(float)
+            stats.metrics[f"{mode}_accuracy"] = Summed(counts, ratio(3, 4, zero_division=0.0), correct=pred == label)
+            stats.metrics[f"{mode}_precision"] = Summed(counts, lambda s: _zero_safe(s[:, 0], s[:, 0] + s[:, 1]))
+            stats.metrics[f"{mode}_recall"] = Summed(counts, lambda s: _zero_safe(s[:, 0], s[:, 0] + s[:, 2]))
+            stats.metrics[f"{mode}_f1"] = Summed(counts, f1(0, 1, 2, zero_division=0.0))
+            stats.metrics[f"{mode}_yes_ratio"] = Summed(counts, ratio(5, 4, zero_division=0.0))
             if mode == "score":
-                scores = rows["score_p_yes"].to_numpy(dtype=float)
-                stats["score_auroc"] = lambda w, s=scores: auroc(s, label, w)
+                stats.metrics["score_auroc"] = per_row(auroc, rows["score_p_yes"].to_numpy(dtype=float), label)
         return stats
 
-    def metrics(self, rows) -> dict[str, dict[str, float]]:
-        image_ids = rows["image_id"].tolist()
-        draw = ImageDraw(image_ids, self.context.bootstrap)
-        level = self.context.bootstrap.level
-        return {name: estimate(on_rows(stat, image_ids), draw, level) for name, stat in self._stats(rows).items()}
-
-    @classmethod
-    def group_metrics(cls, tasks: list["PopeTask"], rows: list) -> dict[str, dict[str, float]]:
-        """The mean over the group's splits, each metric; one image draw shared by all splits."""
-        config = tasks[0].context.bootstrap
-        draw = ImageDraw([i for r in rows for i in r["image_id"]], config)
-        per_task = [{name: on_rows(stat, r["image_id"].tolist()) for name, stat in t._stats(r).items()}
-                    for t, r in zip(tasks, rows)]
-        names = sorted(set.intersection(*(set(stats) for stats in per_task)))
-
-        def mean_of(name):
-            return lambda d: np.mean([stats[name](d) for stats in per_task], axis=0)
-
-        return {name: estimate(mean_of(name), draw, config.level) for name in names}
+    GROUP_MEANS = True
 
     @classmethod
     def group_label(cls, tasks: list["PopeTask"]) -> str:
@@ -338,6 +327,11 @@ class RepopeTask(PopeTask):
     @classmethod
     def group_label(cls, tasks: list["PopeTask"]) -> str:
         return "RePOPE splits " + ", ".join(t.name for t in tasks)
+
+
+def _zero_safe(num, den):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
 
 
 def pope_sampling_object(text: str) -> str:

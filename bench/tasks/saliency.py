@@ -28,11 +28,10 @@ from ..data.images import ImageRef, check_image_root
 from ..errors import ConfigError
 from ..explain.request import ExplainConfig, ExplainRequest, ExplainResult, TargetSpec
 from ..io import Artifact
-from ..metrics.bootstrap import ImageDraw
 from ..registry import SALIENCY_METHODS, TASK_TYPES
 from ..spec import listing_hash, sha256_file
 from ..validation import param
-from ._saliency_stats import CURVE_SCORES, derive, figures, method_metrics
+from ._saliency_stats import CURVE_SCORES, derive, figures, flag_sanity, sample_statistics
 from .base import MetricInfo, Sample, TaskType, seeded_subset
 
 @dataclass
@@ -312,17 +311,13 @@ class SaliencyTask(TaskType):
     def primary_metrics(self) -> list[str]:
         return [f"{self.primary_name()}[{m}]" for m in self.methods]
 
+    def sample_statistics(self, rows):
+        return sample_statistics(rows[rows["status"] == "ok"], self.methods)
+
     def metrics(self, rows) -> dict[str, dict[str, float]]:
-        ok = rows[rows["status"] == "ok"]
-        if not len(ok):
+        if not (rows["status"] == "ok").any():
             return {}
-        draw = ImageDraw(ok["image_id"].tolist(), self.context.bootstrap)
-        by_method = {m: ok[ok["method"] == m] for m in self.methods}
-        out: dict[str, dict[str, float]] = {}
-        for m, part in by_method.items():
-            if len(part):
-                out.update(method_metrics(part, by_method.get("random"), draw, self.context.bootstrap.level, m))
-        return out
+        return flag_sanity(super().metrics(rows))
 
     def figures(self, rows) -> dict[str, Any]:
         return figures(rows, self.methods)

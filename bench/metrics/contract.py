@@ -1,0 +1,195 @@
+"""The one statistics contract: a task says what its metrics are made of, per sample; metrics, intervals, group means
+and paired differences are computed here, in one place, for every task type.
+
+A task's `SampleStatistics` holds the cluster (image) of each row and, per metric, either
+- `Summed`: per-row values [rows, k] whose per-image SUMS determine the metric through a statistic of their column
+  sums (accuracy from (correct, 1), F1 from (tp, fp, fn), CHAIR_i from (hallucinated mentions, mentions), a mean from
+  (value, counted), MaxBoxAcc from per-threshold hits): intervals, group means and paired tests then work on
+  per-image aggregates in blocks (`bench.metrics.paired`), never on a [resamples x rows] array;
+- `PerRow`: a function of row weights (AUROC), for metrics that per-image sums cannot express: bootstrapped with
+  row weights from the same image draw.
+Every interval uses the same draw of images (`bootstrap.ImageDraw`'s stream), so a metric moved onto this contract
+keeps its numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .bootstrap import BootstrapConfig, ImageDraw, estimate, interval, on_rows
+from .paired import (PairedResult, Statistic, bootstrap_statistic, compare_paired, image_aggregates, mean_over_tasks,
+                     mcnemar_exact)
+
+
+@dataclass(frozen=True)
+class Summed:
+    values: np.ndarray                 # [rows, k] per-row values, summed per image
+    statistic: Statistic               # column sums [m, k] -> [m]
+    correct: np.ndarray | None = None  # per-row correctness (bool), for McNemar when one row per image
+
+
+@dataclass(frozen=True)
+class PerRow:
+    """``function(*arrays, weights)`` -> [B] over per-row ``arrays`` (e.g. ``auroc(scores, labels, weights)``), with
+    row weights [B, rows] (None: each row once)."""
+
+    function: Callable[..., np.ndarray]
+    arrays: tuple
+
+    def __call__(self, weights: np.ndarray | None) -> np.ndarray:
+        return self.function(*self.arrays, weights)
+
+    def over_both(self, other: "PerRow", weights: np.ndarray) -> np.ndarray:
+        """The metric over this run's rows and ``other``'s together, weighted [B, rows + other rows]."""
+        return self.function(*(np.concatenate([np.asarray(a), np.asarray(b)]) for a, b in zip(self.arrays, other.arrays)),
+                             weights)
+
+
+def per_row(function: Callable[..., np.ndarray], *arrays) -> PerRow:
+    return PerRow(function, tuple(np.asarray(a) for a in arrays))
+
+
+@dataclass
+class SampleStatistics:
+    image_ids: list[str]
+    metrics: dict[str, Summed | PerRow] = field(default_factory=dict)
+
+    @property
+    def one_row_per_image(self) -> bool:
+        return len(set(self.image_ids)) == len(self.image_ids)
+
+
+def mean_of(values: np.ndarray) -> Summed:
+    """The mean of per-row values, NaN rows left out (a row that has no value for this metric)."""
+    values = np.asarray(values, dtype=float)
+    finite = np.isfinite(values)
+    return Summed(np.stack([np.where(finite, values, 0.0), finite.astype(float)], 1),
+                  lambda sums: _divide(sums[:, 0], sums[:, 1]))
+
+
+def _divide(num, den, zero_division: float = math.nan):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den != 0, num / np.where(den != 0, den, 1), zero_division)
+
+
+def estimate_all(stats: SampleStatistics, config: BootstrapConfig) -> dict[str, dict[str, float]]:
+    """Each metric's value and percentile interval over images."""
+    out = {}
+    draw = None
+    for name, metric in stats.metrics.items():
+        if isinstance(metric, Summed):
+            _, aggregates = image_aggregates(stats.image_ids, metric.values)
+            out[name] = bootstrap_statistic(aggregates, metric.statistic, config)
+        else:
+            draw = draw or ImageDraw(stats.image_ids, config)
+            out[name] = estimate(on_rows(metric, stats.image_ids), draw, config.level)
+    return out
+
+
+def group_estimates(parts: Sequence[SampleStatistics], config: BootstrapConfig) -> dict[str, dict[str, float]]:
+    """The mean of each metric over the tasks of a group (those every task has), with ONE image draw over the
+    union of their images."""
+    names = [n for n in parts[0].metrics if all(n in p.metrics for p in parts[1:])]
+    units = list(dict.fromkeys(i for p in parts for i in p.image_ids))
+    out = {}
+    draw = None
+    for name in names:
+        metrics = [p.metrics[name] for p in parts]
+        if all(isinstance(m, Summed) for m in metrics):
+            matrix, pieces, start = [], [], 0
+            for p, m in zip(parts, metrics):
+                _, aggregates = image_aggregates(p.image_ids, m.values, units)
+                matrix.append(aggregates)
+                pieces.append((m.statistic, slice(start, start + aggregates.shape[1])))
+                start += aggregates.shape[1]
+            out[name] = bootstrap_statistic(np.hstack(matrix), mean_over_tasks(pieces), config)
+        else:
+            draw = draw or ImageDraw(units, config)
+            stats = [on_rows(_as_row_metric(m, p), p.image_ids) for p, m in zip(parts, metrics)]
+            out[name] = estimate(lambda d, s=stats: np.mean([f(d) for f in s], axis=0), draw, config.level)
+    return out
+
+
+def _as_row_metric(metric: Summed | PerRow, stats: SampleStatistics) -> Callable:
+    if isinstance(metric, PerRow):
+        return metric
+
+    def compute(weights):
+        w = np.ones((1, len(stats.image_ids))) if weights is None else np.atleast_2d(weights)
+        return metric.statistic(w @ metric.values)
+
+    return compute
+
+
+# -- paired: two runs on the same images ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Paired:
+    result: PairedResult
+    mcnemar: dict | None = None
+
+
+def paired_estimate(base: SampleStatistics, cand: SampleStatistics, name: str, config: BootstrapConfig,
+                    resamples: int = 10000, exact_up_to: int = 16) -> Paired:
+    """Candidate against baseline on one metric: the same image draw for both runs (paired bootstrap), the
+    sign-flip permutation test at the image level (exact up to ``exact_up_to`` images, else ``resamples`` seeded
+    swaps), and for one row per image with per-row correctness, the exact McNemar test."""
+    b, c = base.metrics[name], cand.metrics[name]
+    units = list(dict.fromkeys(base.image_ids))
+    if isinstance(b, Summed) and isinstance(c, Summed):
+        _, base_agg = image_aggregates(base.image_ids, b.values, units)
+        _, cand_agg = image_aggregates(cand.image_ids, c.values, units)
+        result = compare_paired(base_agg, cand_agg, b.statistic, config, test_resamples=resamples, exact_up_to=exact_up_to)
+        mcnemar = None
+        if b.correct is not None and c.correct is not None and base.one_row_per_image and cand.one_row_per_image:
+            order_b = {i: k for k, i in enumerate(base.image_ids)}
+            order_c = {i: k for k, i in enumerate(cand.image_ids)}
+            test = mcnemar_exact(np.asarray(b.correct)[[order_b[u] for u in units]],
+                                 np.asarray(c.correct)[[order_c[u] for u in units]])
+            mcnemar = {"b": test.b, "c": test.c, "p_value": test.p_value}
+        return Paired(result, mcnemar)
+    if not (isinstance(b, PerRow) and isinstance(c, PerRow)):
+        raise TypeError(f"metric {name}: both runs must describe it the same way")
+    return Paired(_paired_rows(base, cand, b, c, units, config, resamples))
+
+
+def _paired_rows(base: SampleStatistics, cand: SampleStatistics, f_base: PerRow, f_cand: PerRow, units: list[str],
+                 config: BootstrapConfig, resamples: int) -> PairedResult:
+    """A paired comparison of a per-row metric (AUROC): bootstrap with one image draw mapped onto both runs' rows;
+    a sign-flip test that, per image, swaps which run's rows count for which side (randomised, seeded; row-weight
+    blocks of at most 200 swaps)."""
+    draw = ImageDraw(units, config)
+    point_b, point_c = float(f_base(None)[0]), float(f_cand(None)[0])
+    diffs = f_cand(draw.row_weights(cand.image_ids)) - f_base(draw.row_weights(base.image_ids))
+    low, high = interval(diffs, config.level)
+    finite = diffs[np.isfinite(diffs)]
+    se = float(np.std(finite, ddof=1)) if finite.size > 1 else math.nan
+    index = {u: k for k, u in enumerate(units)}
+    rows_b = np.array([index[i] for i in base.image_ids])
+    rows_c = np.array([index[i] for i in cand.image_ids])
+    observed = point_c - point_b
+    rng = np.random.default_rng(config.seed)
+    extreme, total = 0, 0
+    for start in range(0, resamples, 200):
+        n = min(200, resamples - start)
+        swap = rng.integers(0, 2, size=(n, len(units))).astype(float)
+        # a swapped image's candidate rows count on the baseline side and vice versa: both sides see every image once
+        side_c = np.hstack([swap[:, rows_b], 1.0 - swap[:, rows_c]])
+        side_b = np.hstack([1.0 - swap[:, rows_b], swap[:, rows_c]])
+        null = f_base.over_both(f_cand, side_c) - f_base.over_both(f_cand, side_b)
+        tolerance = 100 * np.finfo(float).eps * abs(observed)
+        extreme += int(np.sum(np.abs(null) >= abs(observed) - tolerance))
+        total += n
+    p = min(1.0, (extreme + 1) / (total + 1))
+    n_images = len(units)
+    return PairedResult(point_b, point_c, observed, low, high, se, 2.80 * se if math.isfinite(se) else math.nan, p,
+                        n_images, config.level, f"sign-flip over images, {total} seeded swaps (rows)",
+                        int(np.sum(~np.isfinite(diffs))))
+
+
+__all__ = ["Summed", "PerRow", "per_row", "SampleStatistics", "mean_of", "estimate_all", "group_estimates",
+           "paired_estimate", "Paired"]
