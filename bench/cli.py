@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -56,6 +57,10 @@ def add_run_parser(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true", help="resolve everything and print what would run; load no model, write nothing")
     p.add_argument("--threads", type=int, default=None, help="torch threads per CPU worker (default: the cores shared out)")
+    p.add_argument("--launcher", choices=["local", "ray"], default="local",
+                   help="where workers run: local (this machine, default) or ray (actors on a Ray cluster; needs the [ray] extra)")
+    p.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                   help="--launcher ray: the cluster to join (auto: the one this machine belongs to); default: a local Ray instance")
     p.add_argument("--retry-errors", action="store_true",
                    help="recompute the samples that became error rows (after fixing their files); everything else is kept")
     p.set_defaults(func=cmd_run)
@@ -75,6 +80,7 @@ def cmd_run(args) -> int:
         seed=args.seed, dry_run=args.dry_run, overrides=overrides, chunk_images=args.chunk_images,
         leaderboard=args.leaderboard, write_leaderboard=not args.no_leaderboard, progress=not args.no_progress,
         bootstrap_resamples=args.bootstrap_resamples, retry_errors=args.retry_errors, threads=args.threads,
+        launcher=args.launcher, ray_address=args.ray_address,
     )
     result = run(config)
     if result.metrics:
@@ -204,6 +210,37 @@ def _scaled(metric: dict[str, Any], key: str) -> str:
     return "n/a" if value is None else f"{value * metric.get('scale', 1.0):.2f}"
 
 
+def cmd_report(args) -> int:
+    from .results.report import write_report
+
+    out, size, runs = write_report(args.runs, args.output,
+                                   warn=lambda message: print(f"bench: warning: {message}", file=sys.stderr))
+    print(f"wrote {out} ({size:,} bytes; {len(runs)} run{'s' if len(runs) != 1 else ''}: {', '.join(r.name for r in runs)})")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .io import atomic_write_text
+    from .results.compare import compare_runs
+
+    if args.format not in ("md", "json"):
+        raise ConfigError(f"--format: md or json, got {args.format!r}")
+    split = lambda text: [t.strip() for t in text.split(",") if t.strip()] if text else None  # noqa: E731
+    comparison = compare_runs(args.base, args.candidates, tasks=split(args.tasks), metrics=split(args.metrics),
+                              margin=args.margin, allow_different=split(args.allow_different) or (),
+                              resamples=args.bootstrap_resamples, seed=args.seed)
+    text = comparison.to_markdown() if args.format == "md" else json.dumps(comparison.to_dict(), indent=2) + "\n"
+    if args.output:
+        atomic_write_text(args.output, text)
+        print(f"wrote {args.output}")
+    else:
+        print(text, end="")
+    if comparison.regressed:
+        print("bench: regression beyond --margin in a gated metric", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_train_projector(args) -> int:
     from .training import TrainConfig, train
 
@@ -261,6 +298,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap-resamples", type=int, default=1000)
     p.add_argument("--output", type=Path, default=None, help="folder for rows.parquet and metrics.json")
     p.set_defaults(func=cmd_score)
+    p = sub.add_parser("report", help="write one self-contained HTML report of runs",
+                       description="Write one self-contained HTML file (inline style, images as data URIs, no network "
+                                   "access) of the runs' metrics and figures; with two or more runs, the bench "
+                                   "compare table of each later run against the first.")
+    p.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders (results/<run>)")
+    p.add_argument("-o", "--output", type=Path, default=Path("report.html"), help="the HTML file (default: report.html)")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("compare", help="compare runs: paired differences, a CI gate",
+                       description="Compare candidate runs with a baseline run on the same samples: paired bootstrap "
+                                   "over images, sign-flip test, McNemar, Holm. Exit 0, 1 on a regression beyond "
+                                   "--margin, 2 when the runs are not comparable.")
+    p.add_argument("base", type=Path, help="the baseline run folder")
+    p.add_argument("candidates", type=Path, nargs="+", help="candidate run folders")
+    p.add_argument("--tasks", default=None, help="comma-separated tasks or groups to compare (default: all)")
+    p.add_argument("--metrics", default=None, help="comma-separated metrics to show and gate (default: all shown, primaries gated)")
+    p.add_argument("--margin", type=float, default=None, help="gate: exit 1 when a gated metric may be more than this worse")
+    p.add_argument("--allow-different", default=None, help="compare anyway although these differ: fingerprint, samples, prompts, settings")
+    p.add_argument("--format", default="md", help="md (a table for a pull request) or json")
+    p.add_argument("--output", type=Path, default=None, help="write here instead of printing")
+    p.add_argument("--bootstrap-resamples", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_compare)
     p = sub.add_parser("train-projector", help="train the grounded model's projector W",
                        description="Train W (OWL-ViT tokens -> the MLLM's image features) with OWL-ViT and the MLLM frozen: "
                                    "MSE to the MLLM's own projected image tokens. Rerunning resumes from the last checkpoint.")

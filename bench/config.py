@@ -33,6 +33,8 @@ class RunConfig:
     bootstrap_resamples: int = 1000
     retry_errors: bool = False                                # recompute the samples that became error rows
     threads: int | None = None                                # torch threads per CPU worker (None: cores / workers)
+    launcher: str = "local"                                   # where workers run: local (this machine) or ray
+    ray_address: str | None = None                            # --launcher ray: auto or HOST:PORT (None: a local instance)
 
     def __post_init__(self):
         self.output = Path(self.output).expanduser()
@@ -53,6 +55,14 @@ class RunConfig:
             raise ConfigError(f"--max-errors must be 0 or more, got {self.max_errors}")
         if not self.tasks:
             raise ConfigError("--tasks: no task given")
+        if self.launcher not in ("local", "ray"):
+            raise ConfigError(f"--launcher: use local or ray, got {self.launcher!r}")
+        if self.ray_address is not None:
+            if self.launcher != "ray":
+                raise ConfigError("--ray-address is for --launcher ray")
+            from .runner.launchers import check_ray_address
+
+            self.ray_address = check_ray_address(self.ray_address)
 
     @property
     def model_spec(self) -> ModelSpec:

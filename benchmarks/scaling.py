@@ -7,10 +7,16 @@
    stride split (chunk i on worker i mod N, as popular harnesses shard) and with the ideal,
    max(total / N, largest chunk). Target: the dynamic queue within 1.1x of the ideal.
 
+3. With ``--ray`` (needs the ``[ray]`` extra), the same through the Ray launcher, on a local Ray instance with
+   as many logical CPUs as the largest run needs: 1 against 2 single-threaded CPU actors (target at least 1.8x),
+   the skewed workload (target within 1.1x of the ideal), and the per-chunk overhead of Ray against the local
+   launcher: `fake-harness` at zero cost, one image per chunk, so a chunk's time is the round trip (send the
+   unit, compute nothing, return its rows; nothing is written) on 2 worker processes against 2 actors.
+
 Makespans are measured from the moment every worker is ready (model loaded) to the last chunk committed, so
 process start-up is reported apart.
 
-    python benchmarks/scaling.py [--copies 10] [--workers 4] [--seconds 0.02] [--tail 1.2]
+    python benchmarks/scaling.py [--copies 10] [--workers 4] [--seconds 0.02] [--tail 1.2] [--ray]
 """
 
 from __future__ import annotations
@@ -52,11 +58,21 @@ def replicated_dataset(folder: Path, copies: int) -> Path:
     return spec
 
 
-def timed_dispatch(config, n_workers: int) -> dict:
-    """Run the plan's chunks through the runner's dispatcher and process pool; return timings."""
+def make_pool(launcher: str, setup_for, n_workers: int):
+    """The pool each launcher gives for ``n_workers`` (local: in the driver's process for one, else processes)."""
+    if launcher == "ray":
+        from bench.runner.ray_pool import RayPool
+
+        return RayPool(setup_for)
+    from bench.runner.launchers import LocalLauncher
+
+    return LocalLauncher().pool(setup_for, n_workers)
+
+
+def timed_dispatch(config, n_workers: int, launcher: str = "local") -> dict:
+    """Run the plan's chunks through the runner's dispatcher and a launcher's pool; return timings."""
     from bench.runner.dispatch import Dispatcher
     from bench.runner.plan import make_plan, work_units
-    from bench.runner.pools import InProcessPool, ProcessPool
     from bench.runner.worker import WorkerSetup
 
     plan = make_plan(config)
@@ -71,7 +87,7 @@ def timed_dispatch(config, n_workers: int) -> dict:
 
     ready: list[float] = []
     done: list[float] = []
-    pool = InProcessPool(setup_for) if n_workers == 1 else ProcessPool(setup_for)
+    pool = make_pool(launcher, setup_for, n_workers)
     t0 = time.perf_counter()
     try:
         Dispatcher(pool, units, n_workers, on_ready=lambda info: ready.append(time.perf_counter()),
@@ -82,21 +98,22 @@ def timed_dispatch(config, n_workers: int) -> dict:
     return {"units": len(units), "startup": start - t0, "makespan": max(done) - start, "total": max(done) - t0}
 
 
-def scaling_1_vs_2(spec: Path) -> None:
+def scaling_1_vs_2(spec: Path, launcher: str = "local") -> None:
     from bench.config import RunConfig
 
     config = RunConfig(model="tiny-llava", tasks=[str(spec)], chunk_images=4, progress=False,
                        overrides={"answer_mode": "generate", "max_new_tokens": 16}, batch_size=8)
-    one = timed_dispatch(config, 1)
-    two = timed_dispatch(config, 2)
-    print(f"1 vs 2 single-threaded CPU workers, tiny-llava, POPE generate mode (16 tokens), {one['units']} chunks")
+    one = timed_dispatch(config, 1, launcher)
+    two = timed_dispatch(config, 2, launcher)
+    what = "Ray actors" if launcher == "ray" else "workers"
+    print(f"[{launcher}] 1 vs 2 single-threaded CPU {what}, tiny-llava, POPE generate mode (16 tokens), {one['units']} chunks")
     print(f"  1 worker : makespan {one['makespan']:.2f} s (start-up {one['startup']:.2f} s)")
     print(f"  2 workers: makespan {two['makespan']:.2f} s (start-up {two['startup']:.2f} s)")
     print(f"  speed-up {one['makespan'] / two['makespan']:.2f}x (target >= 1.8x); with start-up "
           f"{one['total'] / two['total']:.2f}x")
 
 
-def skewed(spec: Path, workers: int, seconds: float, tail: float) -> None:
+def skewed(spec: Path, workers: int, seconds: float, tail: float, launcher: str = "local") -> None:
     from bench.config import RunConfig
     from bench.models.fake import FakeAdapter, FakeArgs
     from bench.runner.plan import make_plan
@@ -107,16 +124,48 @@ def skewed(spec: Path, workers: int, seconds: float, tail: float) -> None:
     plan = make_plan(config)
     adapter = FakeAdapter(FakeArgs(seconds_per_sample=seconds, cost_tail=tail), "cpu")
     costs = [sum(adapter._cost(s.image.key) for s in c.samples) for tp in plan.tasks.values() for c in tp.chunks]
-    measured = timed_dispatch(config, workers)
+    measured = timed_dispatch(config, workers, launcher)
     total = sum(costs)
     ideal = max(total / workers, max(costs))
     static = max(sum(costs[i::workers]) for i in range(workers))
-    print(f"skewed workload: {len(costs)} chunks, Pareto({tail}) costs, total {total:.2f} s, largest {max(costs):.2f} s, "
+    print(f"[{launcher}] skewed workload: {len(costs)} chunks, Pareto({tail}) costs, total {total:.2f} s, largest {max(costs):.2f} s, "
           f"{workers} workers")
     print(f"  ideal max(total/N, largest)   {ideal:.2f} s")
     print(f"  static stride split            {static:.2f} s = {static / ideal:.2f}x ideal (computed from the same costs)")
     print(f"  dynamic queue (measured)       {measured['makespan']:.2f} s = {measured['makespan'] / ideal:.2f}x ideal "
           f"(target <= 1.1x)")
+
+
+def chunk_overhead(spec: Path, launcher: str, workers: int = 2) -> tuple[float, int]:
+    """Seconds per chunk when a chunk costs nothing (the launcher's round trip per unit), and the chunk count."""
+    from bench.config import RunConfig
+
+    config = RunConfig(model="fake-harness", tasks=[str(spec)], chunk_images=1, overrides={"answer_mode": "score"},
+                       progress=False)
+    measured = timed_dispatch(config, workers, launcher)
+    return measured["makespan"] / measured["units"], measured["units"]
+
+
+def start_ray(workers: int) -> None:
+    """A local Ray instance with enough logical CPUs for the largest run (the skewed workers sleep)."""
+    import os
+
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    import ray
+
+    ray.init(num_cpus=max(2, workers), include_dashboard=False, logging_level="warning")
+
+
+def ray_section(spec: Path, args) -> None:
+    start_ray(args.workers)
+    if not args.skip_model:
+        scaling_1_vs_2(spec, "ray")
+    skewed(spec, args.workers, args.seconds, args.tail, "ray")
+    local, n = chunk_overhead(spec, "local")
+    ray_s, _ = chunk_overhead(spec, "ray")
+    print(f"per-chunk overhead, fake-harness at zero cost, {n} one-image chunks, 2 workers each")
+    print(f"  local worker processes {local * 1e3:.2f} ms per chunk")
+    print(f"  Ray actors             {ray_s * 1e3:.2f} ms per chunk ({ray_s / local:.1f}x local)")
 
 
 def main() -> None:
@@ -126,12 +175,17 @@ def main() -> None:
     parser.add_argument("--tail", type=float, default=1.2, help="Pareto shape of the chunk costs (smaller: heavier tail)")
     parser.add_argument("--copies", type=int, default=10, help="copies of the 21 mini photos in the workload")
     parser.add_argument("--skip-model", action="store_true", help="only the skewed workload")
+    parser.add_argument("--ray", action="store_true", help="also measure the Ray launcher (a local Ray instance)")
+    parser.add_argument("--only-ray", action="store_true", help="only the Ray launcher's measurements")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = replicated_dataset(Path(tmp) / "data", args.copies)
-        if not args.skip_model:
-            scaling_1_vs_2(spec)
-        skewed(spec, args.workers, args.seconds, args.tail)
+    with tempfile.TemporaryDirectory() as tmp:       # fake-harness costs hash the image paths: one draw per invocation,
+        spec = replicated_dataset(Path(tmp) / "data", args.copies)     # the same for both launchers
+        if not args.only_ray:
+            if not args.skip_model:
+                scaling_1_vs_2(spec)
+            skewed(spec, args.workers, args.seconds, args.tail)
+        if args.ray or args.only_ray:
+            ray_section(spec, args)
 
 
 if __name__ == "__main__":

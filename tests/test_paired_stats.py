@@ -363,3 +363,21 @@ def test_million_rows_hundred_thousand_images_in_bounded_memory():
     assert result.ci_low < result.difference < result.ci_high
     assert 0 < result.se < 0.01 and result.mde == pytest.approx(MDE_FACTOR * result.se)
     assert result.p_value == pytest.approx(2 / 1001)  # a ~1-point gain over 1e5 images is beyond every swap
+
+
+def test_many_metrics_at_once_equal_each_alone():
+    from bench.metrics.bootstrap import BootstrapConfig
+    from bench.metrics.paired import compare_paired, compare_paired_many, f1, ratio
+
+    rng = np.random.default_rng(5)
+    n = 40
+    base = rng.integers(0, 4, size=(n, 3)).astype(float)
+    cand = rng.integers(0, 4, size=(n, 3)).astype(float)
+    mean_b, mean_c = np.c_[rng.random(n), np.ones(n)], np.c_[rng.random(n) + 0.1, np.ones(n)]
+    config = BootstrapConfig(300, 2)
+    pairs = [(base, cand, f1(0, 1, 2, zero_division=0.0)), (mean_b, mean_c, ratio(0, 1)), (base, cand, ratio(0, 2))]
+    many = compare_paired_many(pairs, config, test_resamples=2000)
+    for (b, c, stat), got in zip(pairs, many):
+        alone = compare_paired(b, c, stat, config, test_resamples=2000)
+        for field in ("baseline", "candidate", "difference", "ci_low", "ci_high", "se", "mde", "p_value"):
+            assert getattr(got, field) == pytest.approx(getattr(alone, field), rel=1e-12, abs=1e-12), field

@@ -20,9 +20,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .bootstrap import BootstrapConfig, ImageDraw, estimate, interval, on_rows
-from .paired import (PairedResult, Statistic, bootstrap_statistic, compare_paired, image_aggregates, mean_over_tasks,
-                     mcnemar_exact)
+from .bootstrap import BootstrapConfig, interval
+from .paired import (BLOCK_NUMBERS, PairedResult, Statistic, block_counts, bootstrap_statistic, compare_paired,
+                     compare_paired_many, image_aggregates, mean_over_tasks, mcnemar_exact)
+
+PER_ROW_TEST_RESAMPLES = 1000   # sign-flip swaps for per-row metrics (AUROC): each swap recomputes the metric
 
 
 @dataclass(frozen=True)
@@ -76,17 +78,41 @@ def _divide(num, den, zero_division: float = math.nan):
         return np.where(den != 0, num / np.where(den != 0, den, 1), zero_division)
 
 
+def _row_codes(image_ids: Sequence[str], units: Sequence[str]) -> np.ndarray:
+    index = {u: k for k, u in enumerate(units)}
+    return np.fromiter((index[i] for i in image_ids), dtype=np.int64, count=len(image_ids))
+
+
+def per_row_resamples(functions: Sequence[tuple[Callable, Sequence[str]]], units: Sequence[str],
+                      config: BootstrapConfig) -> np.ndarray:
+    """[resamples, len(functions)]: each per-row function under the image draw (`ImageDraw`'s stream over ``units``),
+    block by block, so no [resamples x rows] array is ever whole."""
+    codes = [_row_codes(ids, units) for _, ids in functions]
+    rows = max(1, max(len(c) for c in codes))
+    out = []
+    for counts in block_counts(len(units), config, block=max(1, BLOCK_NUMBERS // rows)):
+        counts = counts.astype(float)
+        out.append(np.stack([f(counts[:, c]) for (f, _), c in zip(functions, codes)], 1))
+    return np.concatenate(out) if out else np.zeros((0, len(functions)))
+
+
+def _estimate_rows(functions: Sequence[tuple[Callable, Sequence[str]]], units: Sequence[str], config: BootstrapConfig,
+                   combine: Callable[[np.ndarray], np.ndarray]) -> dict[str, float]:
+    point = float(combine(np.array([[float(np.asarray(f(None)).reshape(-1)[0]) for f, _ in functions]]))[0])
+    low, high = interval(combine(per_row_resamples(functions, units, config)), config.level)
+    return {"value": point, "ci_low": low, "ci_high": high}
+
+
 def estimate_all(stats: SampleStatistics, config: BootstrapConfig) -> dict[str, dict[str, float]]:
     """Each metric's value and percentile interval over images."""
     out = {}
-    draw = None
+    units = list(dict.fromkeys(stats.image_ids))
     for name, metric in stats.metrics.items():
         if isinstance(metric, Summed):
             _, aggregates = image_aggregates(stats.image_ids, metric.values)
             out[name] = bootstrap_statistic(aggregates, metric.statistic, config)
         else:
-            draw = draw or ImageDraw(stats.image_ids, config)
-            out[name] = estimate(on_rows(metric, stats.image_ids), draw, config.level)
+            out[name] = _estimate_rows([(metric, stats.image_ids)], units, config, lambda v: v[:, 0])
     return out
 
 
@@ -96,7 +122,6 @@ def group_estimates(parts: Sequence[SampleStatistics], config: BootstrapConfig) 
     names = [n for n in parts[0].metrics if all(n in p.metrics for p in parts[1:])]
     units = list(dict.fromkeys(i for p in parts for i in p.image_ids))
     out = {}
-    draw = None
     for name in names:
         metrics = [p.metrics[name] for p in parts]
         if all(isinstance(m, Summed) for m in metrics):
@@ -108,9 +133,8 @@ def group_estimates(parts: Sequence[SampleStatistics], config: BootstrapConfig) 
                 start += aggregates.shape[1]
             out[name] = bootstrap_statistic(np.hstack(matrix), mean_over_tasks(pieces), config)
         else:
-            draw = draw or ImageDraw(units, config)
-            stats = [on_rows(_as_row_metric(m, p), p.image_ids) for p, m in zip(parts, metrics)]
-            out[name] = estimate(lambda d, s=stats: np.mean([f(d) for f in s], axis=0), draw, config.level)
+            functions = [(_as_row_metric(m, p), p.image_ids) for p, m in zip(parts, metrics)]
+            out[name] = _estimate_rows(functions, units, config, lambda v: v.mean(1))
     return out
 
 
@@ -134,7 +158,7 @@ class Paired:
 
 
 def paired_estimate(base: SampleStatistics, cand: SampleStatistics, name: str, config: BootstrapConfig,
-                    resamples: int = 10000, exact_up_to: int = 16) -> Paired:
+                    resamples: int = 10000, exact_up_to: int = 16, row_resamples: int = PER_ROW_TEST_RESAMPLES) -> Paired:
     """Candidate against baseline on one metric: the same image draw for both runs (paired bootstrap), the
     sign-flip permutation test at the image level (exact up to ``exact_up_to`` images, else ``resamples`` seeded
     swaps), and for one row per image with per-row correctness, the exact McNemar test."""
@@ -144,27 +168,50 @@ def paired_estimate(base: SampleStatistics, cand: SampleStatistics, name: str, c
         _, base_agg = image_aggregates(base.image_ids, b.values, units)
         _, cand_agg = image_aggregates(cand.image_ids, c.values, units)
         result = compare_paired(base_agg, cand_agg, b.statistic, config, test_resamples=resamples, exact_up_to=exact_up_to)
-        mcnemar = None
-        if b.correct is not None and c.correct is not None and base.one_row_per_image and cand.one_row_per_image:
-            order_b = {i: k for k, i in enumerate(base.image_ids)}
-            order_c = {i: k for k, i in enumerate(cand.image_ids)}
-            test = mcnemar_exact(np.asarray(b.correct)[[order_b[u] for u in units]],
-                                 np.asarray(c.correct)[[order_c[u] for u in units]])
-            mcnemar = {"b": test.b, "c": test.c, "p_value": test.p_value}
-        return Paired(result, mcnemar)
+        return Paired(result, _mcnemar(base, cand, name, units))
     if not (isinstance(b, PerRow) and isinstance(c, PerRow)):
         raise TypeError(f"metric {name}: both runs must describe it the same way")
-    return Paired(_paired_rows(base, cand, b, c, units, config, resamples))
+    return Paired(_paired_rows(base, cand, b, c, units, config, min(resamples, row_resamples)))
+
+
+def paired_estimates(base: SampleStatistics, cand: SampleStatistics, names: Sequence[str], config: BootstrapConfig,
+                     resamples: int = 10000, exact_up_to: int = 16) -> dict[str, Paired]:
+    """`paired_estimate` for several metrics of one task: the summed ones share one pass over the draws."""
+    units = list(dict.fromkeys(base.image_ids))
+    summed = [n for n in names if isinstance(base.metrics[n], Summed) and isinstance(cand.metrics[n], Summed)]
+    pairs = []
+    for name in summed:
+        _, b = image_aggregates(base.image_ids, base.metrics[name].values, units)
+        _, c = image_aggregates(cand.image_ids, cand.metrics[name].values, units)
+        pairs.append((b, c, base.metrics[name].statistic))
+    out = {}
+    for name, result in zip(summed, compare_paired_many(pairs, config, resamples, exact_up_to)):
+        out[name] = Paired(result, _mcnemar(base, cand, name, units))
+    for name in names:
+        if name not in out:
+            out[name] = paired_estimate(base, cand, name, config, resamples, exact_up_to)
+    return {name: out[name] for name in names}
+
+
+def _mcnemar(base: SampleStatistics, cand: SampleStatistics, name: str, units: list[str]) -> dict | None:
+    b, c = base.metrics[name], cand.metrics[name]
+    if b.correct is None or c.correct is None or not (base.one_row_per_image and cand.one_row_per_image):
+        return None
+    order_b = {i: k for k, i in enumerate(base.image_ids)}
+    order_c = {i: k for k, i in enumerate(cand.image_ids)}
+    test = mcnemar_exact(np.asarray(b.correct)[[order_b[u] for u in units]], np.asarray(c.correct)[[order_c[u] for u in units]])
+    return {"b": test.b, "c": test.c, "p_value": test.p_value}
 
 
 def _paired_rows(base: SampleStatistics, cand: SampleStatistics, f_base: PerRow, f_cand: PerRow, units: list[str],
                  config: BootstrapConfig, resamples: int) -> PairedResult:
     """A paired comparison of a per-row metric (AUROC): bootstrap with one image draw mapped onto both runs' rows;
-    a sign-flip test that, per image, swaps which run's rows count for which side (randomised, seeded; row-weight
-    blocks of at most 200 swaps)."""
-    draw = ImageDraw(units, config)
+    a sign-flip test that, per image, swaps which run's rows count for which side (randomised, seeded, at most
+    `PER_ROW_TEST_RESAMPLES` swaps: each recomputes the metric over both runs' rows). Blocks keep every weight
+    array under `BLOCK_NUMBERS` numbers."""
     point_b, point_c = float(f_base(None)[0]), float(f_cand(None)[0])
-    diffs = f_cand(draw.row_weights(cand.image_ids)) - f_base(draw.row_weights(base.image_ids))
+    both = per_row_resamples([(f_base, base.image_ids), (f_cand, cand.image_ids)], units, config)
+    diffs = both[:, 1] - both[:, 0]
     low, high = interval(diffs, config.level)
     finite = diffs[np.isfinite(diffs)]
     se = float(np.std(finite, ddof=1)) if finite.size > 1 else math.nan
@@ -174,8 +221,9 @@ def _paired_rows(base: SampleStatistics, cand: SampleStatistics, f_base: PerRow,
     observed = point_c - point_b
     rng = np.random.default_rng(config.seed)
     extreme, total = 0, 0
-    for start in range(0, resamples, 200):
-        n = min(200, resamples - start)
+    block = max(1, BLOCK_NUMBERS // (2 * (rows_b.size + rows_c.size)))
+    for start in range(0, resamples, block):
+        n = min(block, resamples - start)
         swap = rng.integers(0, 2, size=(n, len(units))).astype(float)
         # a swapped image's candidate rows count on the baseline side and vice versa: both sides see every image once
         side_c = np.hstack([swap[:, rows_b], 1.0 - swap[:, rows_c]])
@@ -192,4 +240,4 @@ def _paired_rows(base: SampleStatistics, cand: SampleStatistics, f_base: PerRow,
 
 
 __all__ = ["Summed", "PerRow", "per_row", "SampleStatistics", "mean_of", "estimate_all", "group_estimates",
-           "paired_estimate", "Paired"]
+           "paired_estimate", "paired_estimates", "Paired"]

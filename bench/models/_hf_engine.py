@@ -70,7 +70,6 @@ class _Row:
 class HFAdapter(ModelAdapter):
     def __init__(self, source: str, args: dict[str, str], *, device: str, batch_size: int, identity: dict[str, Any]):
         from transformers import AutoModelForImageTextToText
-        from transformers.image_processing_backends import PilBackend
 
         from ._hf_processor import load_processor
         from transformers.utils import logging as hf_logging
@@ -99,11 +98,37 @@ class HFAdapter(ModelAdapter):
             self.model.to(self.device)
         else:
             self.device = next(self.model.parameters()).device
+        self._attach(args, requested_backend=backend)
+        self.commit = None if Path(source).expanduser().is_dir() else _loaded_commit(source, revision, self.model)
+
+    @classmethod
+    def from_objects(cls, model, processor, *, source: str, identity: dict[str, Any], batch_size: int,
+                     args: dict[str, str] | None = None) -> "HFAdapter":
+        """An adapter over a model and processor already in memory (``bench.evaluate``): nothing is loaded, copied
+        or moved. The model runs where its parameters are (inputs go to the first one's device), in eval mode: the
+        caller restores its mode afterwards. ``args``: the ``prefix_cache`` keys of `HFArgs` (nothing to load)."""
+        self = cls.__new__(cls)
+        args = dict(args or {})
+        self.source = source
+        self.identity = identity
+        self.device = next(model.parameters()).device
+        self.batch_size = max(1, batch_size)
+        self.device_map = args.get("device_map")
+        self.model, self.processor = model, processor
+        self._attach(args, requested_backend=None)
+        self.commit = None      # weights in memory (perhaps trained since loading): no hub commit names them
+        return self
+
+    def _attach(self, args: dict[str, str], requested_backend: str | None) -> None:
+        """Everything after loading, on ``self.model`` and ``self.processor``: eval mode, tokenizer, architecture
+        profile, caches. ``requested_backend``: the image backend asked for (a warning when the processor lacks it)."""
+        from transformers.image_processing_backends import PilBackend
+
         self.model.eval()
         self.tokenizer = self.processor.tokenizer
         image_processor = getattr(self.processor, "image_processor", None)
         self.image_backend = "pil" if isinstance(image_processor, PilBackend) else type(image_processor).__name__
-        if backend == "pil" and self.image_backend != "pil":
+        if requested_backend == "pil" and self.image_backend != "pil":
             log.warning("image processor %s has no PIL backend; using it as is", type(image_processor).__name__)
         self.model_type = self.model.config.model_type
         self.profile = PROFILES.get(self.model_type, ArchProfile())
@@ -125,7 +150,6 @@ class HFAdapter(ModelAdapter):
         self.word_tokens: dict[str, list[str]] = {}
         self.prefix_passes = 0   # shared-prefix forward passes run (one per image group)
         self.oom_retries = 0     # batches retried smaller after a CUDA out-of-memory error
-        self.commit = None if Path(source).expanduser().is_dir() else _loaded_commit(source, revision, self.model)
         self._description: dict[str, Any] | None = None
 
     # -- description ------------------------------------------------------------------------------
@@ -175,6 +199,7 @@ class HFAdapter(ModelAdapter):
             "prefix_cache": self.use_prefix_cache,
             "prefix_path": self.prefix_path(),
             "batch_size": self.batch_size,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
             "commit": self.commit,
             "decoding": {"do_sample": False, "num_beams": 1, "eos_token_ids": sorted(self.eos_ids)},
             "first_token_words": {k: list(v) for k, v in sorted(self.word_tokens.items())},

@@ -50,8 +50,9 @@ class Column:
 @dataclass
 class Board:
     columns: list[Column]
-    rows: list[dict[str, Any]]   # run, model, date, cells: {column key: Cell}
+    rows: list[dict[str, Any]]   # run, model, date, cells: {column key: Cell}, fingerprints: {column key: sha256}
     sort_key: str | None
+    apart: list[dict[str, Any]] | None = None   # runs whose sort column was computed on other data or another spec
 
 
 def _entries(metrics: dict[str, Any]):
@@ -62,6 +63,42 @@ def _entries(metrics: dict[str, Any]):
                 if value is None or value.get("value") is None:
                     continue
                 yield f"{entry.get('column', name)} · {value['label']}", value
+
+
+def _fingerprints(metrics: dict[str, Any], manifest: dict[str, Any]) -> dict[str, str]:
+    """Column key -> the fingerprint of what its cell was computed on (a task's; a group's: its members')."""
+    tasks = manifest.get("tasks", {}) if isinstance(manifest.get("tasks"), dict) else {}
+
+    def of(task: str) -> str:
+        entry = tasks.get(task, {})
+        return str(entry.get("fingerprint", {}).get("sha256", "")) if isinstance(entry, dict) else ""
+
+    out = {}
+    for kind in ("groups", "tasks"):
+        for name, entry in metrics.get(kind, {}).items():
+            fingerprint = "+".join(sorted(of(t) for t in entry.get("tasks", []))) if kind == "groups" else of(name)
+            for primary in entry.get("primaries") or [entry.get("primary")]:
+                value = entry.get("metrics", {}).get(primary)
+                if value is not None:
+                    out[f"{entry.get('column', name)} · {value['label']}"] = fingerprint
+    return out
+
+
+def model_label(metrics: dict[str, Any], manifest: dict[str, Any]) -> str:
+    """The model's spec, with its dtype and parameter count when the run recorded them: ``hf:x (bfloat16, 7.06B)``."""
+    spec = str(metrics.get("model", {}).get("spec", "?"))
+    description = (manifest.get("model") or {}).get("description") or {}
+    parts = [str(description["dtype"])] if description.get("dtype") else []
+    if isinstance(description.get("parameters"), (int, float)):
+        parts.append(_count(description["parameters"]))
+    return f"{spec} ({', '.join(parts)})" if parts else spec
+
+
+def _count(n: float) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(int(n))
 
 
 def _read_json(path: Path) -> Any:
@@ -110,9 +147,13 @@ def collect(results_dir: Path, warn: Callable[[str], None] | None = None) -> tup
             for key, higher, cell in [*_cells(metrics), *_relabelled_cells(metrics_path.parent, warn)]:
                 found.append((key, higher))
                 cells[key] = cell
-            model = metrics.get("model", {})
-            row = {"run": str(metrics.get("run", metrics_path.parent.name)), "model": str(model.get("spec", "?")),
-                   "date": str(manifest.get("finished", manifest.get("updated", "")))[:10], "cells": cells}
+            fingerprints = _fingerprints(metrics, manifest)
+            for key in cells:
+                if key not in fingerprints and " [labels: " in key:      # relabelled: the run's own fingerprint
+                    fingerprints[key] = fingerprints.get(key.split(" [labels: ")[0], "")
+            row = {"run": str(metrics.get("run", metrics_path.parent.name)), "model": model_label(metrics, manifest),
+                   "date": str(manifest.get("finished", manifest.get("updated", "")))[:10], "cells": cells,
+                   "fingerprints": fingerprints}
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError, KeyError, AttributeError) as exc:
             warn(f"leaderboard: skipped run {metrics_path.parent} (its metrics or manifest is broken: {type(exc).__name__})")
             continue
@@ -149,7 +190,22 @@ def build(results_dir: Path, sort: str | None = None, warn: Callable[[str], None
             return (missing, 0.0 if missing else sign * cell.value, row["run"])
 
         rows.sort(key=order)
+        rows, apart = _split_by_fingerprint(rows, sort_key)
+        return Board(columns, rows, sort_key, apart)
     return Board(columns, rows, sort_key)
+
+
+def _split_by_fingerprint(rows: list[dict[str, Any]], key: str) -> tuple[list[dict], list[dict]]:
+    """The runs whose sort-column cell was computed on the most common fingerprint (the same spec and data), and
+    the others (another spec or data version: their numbers are not comparable with the first)."""
+    from collections import Counter
+
+    prints = [r["fingerprints"].get(key) for r in rows if key in r["cells"]]
+    if not prints:
+        return rows, []
+    reference = Counter(prints).most_common(1)[0][0]
+    keep = [r for r in rows if key not in r["cells"] or r["fingerprints"].get(key) == reference]
+    return keep, [r for r in rows if r not in keep]
 
 
 def render_markdown(board: Board) -> str:
@@ -159,11 +215,20 @@ def render_markdown(board: Board) -> str:
              "x100, with its 95% bootstrap interval over images." + (f" Sorted by {board.sort_key}." if board.sort_key else ""),
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in board.rows:
-        cells = [row["cells"][c.key].text() if c.key in row["cells"] else "" for c in board.columns]
-        lines.append("| " + " | ".join([row["run"], f"`{row['model']}`", row["date"]] + cells) + " |")
+        lines.append(_markdown_row(row, board.columns))
     if not board.rows:
         lines.append("| (no finished runs) |" + " |" * (len(head) - 1))
+    if board.apart:
+        lines += ["", f"## Not comparable on {board.sort_key}", "",
+                  "These runs computed that column on another spec or other data (another fingerprint), so their "
+                  "numbers do not rank with the table above.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += [_markdown_row(row, board.columns) for row in board.apart]
     return "\n".join(lines) + "\n"
+
+
+def _markdown_row(row: dict[str, Any], columns: list[Column]) -> str:
+    cells = [row["cells"][c.key].text() if c.key in row["cells"] else "" for c in columns]
+    return "| " + " | ".join([row["run"], f"`{row['model']}`", row["date"]] + cells) + " |"
 
 
 def render_csv(board: Board) -> str:
@@ -172,8 +237,8 @@ def render_csv(board: Board) -> str:
     header = ["run", "model", "date"]
     for c in board.columns:
         header += [c.key, f"{c.key} low", f"{c.key} high"]
-    writer.writerow(header)
-    for row in board.rows:
+    writer.writerow(header + ["comparable on the sort column"])
+    for row in board.rows + (board.apart or []):
         out = [row["run"], row["model"], row["date"]]
         for c in board.columns:
             cell = row["cells"].get(c.key)
@@ -181,7 +246,7 @@ def render_csv(board: Board) -> str:
                 f"{cell.value * cell.scale:.4f}",
                 "" if cell.low is None else f"{cell.low * cell.scale:.4f}",
                 "" if cell.high is None else f"{cell.high * cell.scale:.4f}"]
-        writer.writerow(out)
+        writer.writerow(out + ["no" if row in (board.apart or []) else "yes"])
     return buffer.getvalue()
 
 
@@ -195,7 +260,10 @@ def render_latex(board: Board) -> str:
     lines = [r"\begin{tabular}{ll" + "c" * len(board.columns) + "}", r"\toprule",
              " & ".join(["Run", "Model"] + [_tex(c.key) + (r" $\uparrow$" if c.higher_is_better else r" $\downarrow$")
                                            for c in board.columns]) + r" \\", r"\midrule"]
-    for row in board.rows:
+    for row in board.rows + (board.apart or []):
+        if board.apart and row is board.apart[0]:
+            lines.append(r"\midrule \multicolumn{%d}{l}{\emph{not comparable on the sort column (another spec or data)}} \\"
+                         % (2 + len(board.columns)))
         cells = []
         for c in board.columns:
             cell = row["cells"].get(c.key)

@@ -20,6 +20,7 @@ from ..registry import MODELS, TASK_TYPES
 from ..spec import TaskSpec, all_specs, load_spec_file, sha256_json
 from ..tasks.base import Sample, TaskContext, TaskType
 from ..validation import defaults
+from .launchers import launcher_for
 from .messages import Chunk, WorkUnit
 from .store import RunStore, sample_hash
 
@@ -54,6 +55,8 @@ NEEDS = {
     "explain:white": "gradients or attention through the image, which LLaVA-1.5-style models and the grounded model "
                      "offer (other families run the black-box methods: occlusion, feature_ablation, random)",
     "explain:black": "a model whose answers can be scored for perturbed images",
+    "embedding": "a shared vision embedding that its own detector reads, for the embedding edit (a grounded model: "
+                 "tiny-grounded or grounded; other models take the pixel edit: edits=pixel,placebo)",
 }
 
 
@@ -156,10 +159,29 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
-def default_run_name(model: str, tasks: list[str]) -> str:
-    name = f"{_slug(model)}__{_slug('+'.join(tasks))}"
+def default_run_name(model: str, tasks: list[str], groups: dict[str, list[str]] | None = None) -> str:
+    """``<model>__<tasks>``, where the tasks of a complete group are named by the group (``tiny-llava__pope_mini``)."""
+    names: list[str] = []
+    for task in tasks:
+        group = next((g for g, members in (groups or {}).items() if task in members), None)
+        label = group or task
+        if label not in names:
+            names.append(label)
+    name = f"{_slug(model)}__{_slug('+'.join(names))}"
     if len(name) > 100:
         name = name[:80] + "-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    return name
+
+
+def resolve_run_name(config: RunConfig, model: str, tasks: list[str], groups: dict[str, list[str]]) -> str:
+    """The run name: given, or the default; a folder made under the former default (the tasks' names joined, before
+    groups named it) keeps resuming under its own name."""
+    if config.run_name:
+        return config.run_name
+    name = default_run_name(model, tasks, groups)
+    former = default_run_name(model, tasks)
+    if former != name and (config.output / former / "manifest.json").exists() and not (config.output / name).exists():
+        return former
     return name
 
 
@@ -217,10 +239,13 @@ def build_tasks(config: RunConfig) -> list[TaskType]:
     return tasks
 
 
-def make_plan(config: RunConfig) -> Plan:
+def make_plan(config: RunConfig, factory: ModelFactory | None = None) -> Plan:
+    """``factory``: a model factory built by the caller (`bench.evaluate`'s in-memory model) instead of the one
+    the registry builds from ``config.model``."""
     model_spec = config.model_spec
-    factory: ModelFactory = MODELS.get(model_spec.adapter)(model_spec)
-    devices = parse_devices(config.devices, single_worker=not factory.worker_devices_allowed())
+    if factory is None:
+        factory = MODELS.get(model_spec.adapter)(model_spec)
+    devices = launcher_for(config).devices(config.devices, single_worker=not factory.worker_devices_allowed())
     tasks = build_tasks(config)
     for task in tasks:
         missing = task.needs() - factory.capabilities()
@@ -250,7 +275,7 @@ def make_plan(config: RunConfig) -> Plan:
         if tp.task.spec.group:
             groups.setdefault(tp.task.spec.group, []).append(name)
     complete = {g: members for g, members in groups.items() if set(members) >= set(_group_members(g))}
-    run_name = check_run_name(config.run_name or default_run_name(model_spec.display, [t.name for t in tasks]))
+    run_name = check_run_name(resolve_run_name(config, model_spec.display, [t.name for t in tasks], complete))
     return Plan(config, factory, plans, complete, run_name, RunStore(config.output / run_name), devices, missing)
 
 

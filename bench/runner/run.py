@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import platform
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..config import RunConfig
+from ..models.base import ModelFactory
 from ..errors import BenchError, ConfigError
 from ..io import WriteError, atomic_write_json, ensure_dir
 from ..results.aggregate import aggregate
@@ -29,7 +29,7 @@ from ..spec import LISTINGS
 from .dispatch import Dispatcher
 from .messages import Chunk, ChunkDone
 from .plan import Plan, chunk_samples, make_plan, work_units
-from .pools import InProcessPool, ProcessPool
+from .launchers import launcher_for
 from .progress import Progress
 from .resume import check_effective, check_resume, effective_settings, resume_key, verify_chunks
 from .signals import Terminated, terminate_as_exception
@@ -122,9 +122,11 @@ def check_destinations(config: RunConfig) -> None:
         raise ConfigError(f"--leaderboard {config.leaderboard_path}: is a folder; give the leaderboard file's path")
 
 
-def run(config: RunConfig, out=None, err=None) -> RunResult:
+def run(config: RunConfig, out=None, err=None, factory: ModelFactory | None = None) -> RunResult:
+    """``factory``: a model factory given by the caller (`bench.evaluate`: a model already in memory) in place of
+    the one ``config.model`` names."""
     out, err = out or sys.stdout, err or sys.stderr
-    plan = make_plan(config)
+    plan = make_plan(config, factory)
     check_destinations(config)
     if config.dry_run:
         print(describe_plan(plan), file=out)
@@ -289,7 +291,7 @@ class Execution:
             self.effective = now_
             self.manifest["resume_key"]["effective"] = now_
             self.plan.factory.pin(now_)
-        self.manifest["workers"].append({"device": info["device"]})
+        self.manifest["workers"].append({"device": info["device"], **({"placement": info["placement"]} if "placement" in info else {})})
         self.manifest["model"]["description"] = info["description"]
         for name, text in info.get("prompts", {}).items():
             self.manifest["tasks"][name]["prompt_as_sent"] = text
@@ -360,15 +362,15 @@ class Execution:
         return RunResult(store.root, metrics, len(units), board, already_finished=not units)
 
     def dispatch(self, units, progress: Progress) -> dict[str, dict[str, Any]]:
+        launcher = launcher_for(self.config)                      # local processes, or Ray actors
         n_slots = min(len(self.plan.devices), len(units))          # cpu:N is capped at the pending work
-        cpu_workers = sum(1 for d in self.plan.devices[:n_slots] if d == "cpu")
-        threads = self.config.threads or (max(1, (os.cpu_count() or 1) // cpu_workers) if cpu_workers else 0)
+        threads = launcher.threads(self.plan.devices[:n_slots], self.config.threads)
         examples = {name: text for name, tp in self.plan.tasks.items() if (text := tp.task.prompt_text(tp.samples[0])) is not None}
 
         def setup_for(slot: int) -> WorkerSetup:
             return self.setup(slot, examples, threads)
 
-        pool = InProcessPool(setup_for) if n_slots == 1 else ProcessPool(setup_for)
+        pool = launcher.pool(setup_for, n_slots)
         try:
             outcome = Dispatcher(pool, units, n_slots, on_ready=self.on_ready,
                                  on_done=lambda done: self.on_done(done, progress), on_progress=progress.advance).run()
