@@ -17,7 +17,7 @@ from .errors import ConfigError
 
 T = TypeVar("T")
 
-PLUGIN_PACKAGES = ("bench.tasks", "bench.models", "bench.detectors", "bench.explain.methods")
+PLUGIN_PACKAGES = ("bench.tasks", "bench.models", "bench.detectors", "bench.explain.methods", "bench.perturb.edits")
 
 
 class Registry(Generic[T]):
@@ -87,3 +87,4 @@ TASK_TYPES: Registry = Registry("task type")
 MODELS: Registry = Registry("model")
 DETECTORS: Registry = Registry("detector")
 SALIENCY_METHODS: Registry = Registry("saliency method")
+EDITS: Registry = Registry("edit")   # bias probes: what an edit changes (bench/perturb/edits/)

@@ -114,6 +114,17 @@ class GroundedAdapter(HFAdapter):
             self._embeddings.popitem(last=False)
         return e
 
+    def put_embedding(self, cache_key: str, e: torch.Tensor) -> None:
+        """Serve ``e`` ([1 + patches, width]) as the shared embedding of ``cache_key``: an edited embedding under
+        its edited image's variant key (the bias probes' embedding edit), so generate, score and detect requests
+        for that variant read it. Any prefix cached under the key is dropped. It is kept like every cached
+        embedding (least recently used out first), so ask about the variant right after putting it."""
+        self._embeddings[cache_key] = e.detach()
+        self._embeddings.move_to_end(cache_key)
+        self._prefixes.pop(cache_key, None)
+        while len(self._embeddings) > max(1, self.prefix_cache_size):
+            self._embeddings.popitem(last=False)
+
     def language_features(self, e: torch.Tensor) -> torch.Tensor:
         """W(e without CLS): the MLLM's image features, [..., patches, width]."""
         return self.projector(e[..., 1:, :].to(self.model.dtype))

@@ -76,7 +76,7 @@ class GroundedFactory(ModelFactory):
         return self.spec.args.get("device_map") != "auto"
 
     def capabilities(self) -> set[str]:
-        return {"generate", "score", "detect", "explain:black", "explain:white", "explain:ga"}
+        return {"generate", "score", "detect", "explain:black", "explain:white", "explain:ga", "embedding"}
 
     def load(self, device: str, batch_size: int) -> ModelAdapter:
         if self.parts is None:
