@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from .errors import ConfigError
+from .validation import read_yaml
 from .resources import specs_dir
 
 TOP_LEVEL_FIELDS = {"task", "type", "include", "group", "description", "dataset", "params"}
@@ -52,23 +52,7 @@ class TaskSpec:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: task spec file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, not a task spec file") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the spec as UTF-8") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the task spec: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    data = read_yaml(path, "task spec")
     if data is None:
         raise ConfigError(f"{path}: empty task spec")
     if not isinstance(data, dict):

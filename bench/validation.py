@@ -127,6 +127,32 @@ def parse_dataclass(cls: type, values: dict[str, Any], where: str, section: str,
         raise ConfigError(f"{where}: {section or field_word}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
+def read_yaml(path, what: str) -> Any:
+    """A YAML file's data (data-only: ``yaml.safe_load``), with one-line `ConfigError`s naming the file: not found, a
+    folder, not UTF-8, unreadable, or malformed (with line and column). ``what`` names the file's kind in messages."""
+    from pathlib import Path
+
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a {what} file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what} file: {exc.strerror or exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML{where}: {' '.join(str(problem).split())}") from None
+
+
 def defaults(cls: type) -> dict[str, Any]:
     """Each field's default value (fields without one are left out)."""
     out = {}

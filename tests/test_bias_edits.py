@@ -9,6 +9,7 @@ import io
 
 import numpy as np
 import pytest
+from bias_fixtures import planted  # noqa: F401  (the planted models, one build per session)
 import torch
 from PIL import Image
 
@@ -23,18 +24,6 @@ from bench.registry import EDITS
 GENDER = load_axis("gender")
 
 
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    """The planted models, built once per session (shared with test_bias_task.py through the session's base temp)."""
-    root = tmp_path_factory.getbasetemp() / "bias_planted"
-    if not (root / "done").exists():
-        pb.build_owlvit(root / "owlvit")
-        for twin, name in ((False, "llava"), (True, "twin")):
-            pb.build_llava(root / name, twin=twin)
-        pb.build_grounded(root / "trio")
-        pb.build_grounded(root / "twin_trio", twin=True)
-        (root / "done").write_text("ok")
-    return root
 
 
 @pytest.fixture(scope="module")

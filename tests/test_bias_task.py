@@ -17,6 +17,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from bias_fixtures import planted  # noqa: F401  (the planted models, one build per session)
 import torch
 from PIL import Image
 
@@ -28,18 +29,6 @@ FAST = ["--no-progress", "--no-leaderboard", "--threads", "1", "--batch-size", "
 LEVELS = np.linspace(0.1, 0.4, 8)
 
 
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory):
-    """The planted models, built once per session (shared with test_bias_edits.py through the session's base temp)."""
-    root = tmp_path_factory.getbasetemp() / "bias_planted"
-    if not (root / "done").exists():
-        pb.build_owlvit(root / "owlvit")
-        for twin, name in ((False, "llava"), (True, "twin")):
-            pb.build_llava(root / name, twin=twin)
-        pb.build_grounded(root / "trio")
-        pb.build_grounded(root / "twin_trio", twin=True)
-        (root / "done").write_text("ok")
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,10 @@ def builder_hash(family: str) -> str:
     """Hash of the builder sources (family module, tokenizer, shared helpers)."""
     folder = Path(__file__).parent / "tiny"
     digest = hashlib.sha256()
-    for name in sorted({f"{family}.py", "tokenizer.py", "_common.py"}):
+    names = {f"{family}.py", "tokenizer.py", "_common.py"}
+    if family.startswith("planted_"):        # planted models start from the tiny LLaVA and OWL-ViT builders
+        names |= {"llava.py", "owlvit.py", "planted_images.py"}
+    for name in sorted(names):
         path = folder / name
         if path.exists():
             digest.update(path.read_bytes())

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import ConfigError
 from ..resources import assets_dir
+from ..validation import read_yaml
 
 SLOT = "{characteristic}"
 ATTRIBUTE_SLOT = "{attribute}"
@@ -117,27 +116,6 @@ def cell_name(direction: str, characteristic: str) -> str:
 
 
 # -- files ---------------------------------------------------------------------------------------------------------
-
-
-def read_yaml(path: Path, what: str) -> Any:
-    """A YAML file's data, with one-line errors naming it."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: {what} file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, not a {what} file") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the {what} file: {exc.strerror or exc}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: malformed YAML{where}: {' '.join(str(problem).split())}") from None
 
 
 def _mapping(data: Any, path: Path, where: str, keys: set[str], required: set[str] = frozenset()) -> dict:

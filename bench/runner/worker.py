@@ -15,7 +15,6 @@ import sys
 import threading
 import traceback
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..data.images import ImageLoadError, load_image

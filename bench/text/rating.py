@@ -57,10 +57,10 @@ from pathlib import Path
 from typing import Literal, Mapping, NamedTuple
 
 import numpy as np
-import yaml
 
 from ..errors import ConfigError, DataError
 from ..resources import assets_dir
+from ..validation import read_yaml
 
 Outcome = Literal["score", "refusal", "unparseable"]
 OUTCOMES: tuple[str, ...] = ("score", "refusal", "unparseable")
@@ -264,23 +264,7 @@ def load_refusals(path: str | Path | None = None) -> list[str]:
     """The refusal phrases of a YAML file ``refusals: [phrase, ...]`` (default: the bundled list), lower-cased
     and de-duplicated in order; every problem is a one-line `ConfigError` naming the file."""
     path = default_refusals_path() if path is None else Path(path).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: refusal phrase file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, not a refusal phrase file") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the refusal phrases: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: malformed YAML{where}: {' '.join(str(problem).split())}") from None
+    data = read_yaml(path, "refusal phrase")
     if not isinstance(data, dict) or "refusals" not in data:
         raise ConfigError(f"{path}: expected a mapping with the key 'refusals' (a list of phrases)")
     unknown = sorted(str(k) for k in data if k != "refusals")

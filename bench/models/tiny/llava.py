@@ -88,8 +88,9 @@ def build_processor(image: int, vocab: int | None = None):
     )
 
 
-def build_model(*, seed: int = 0, preset: str = "tiny"):
-    """The random-weight model and its processor, in memory: (model, processor)."""
+def build_model(*, seed: int = 0, preset: str = "tiny", projector_hidden_act: str = "gelu"):
+    """The random-weight model and its processor, in memory: (model, processor). The planted models start from it
+    (``projector_hidden_act``: "relu" for the planted-saliency model)."""
     _common.check_preset(preset, tuple(_PRESETS))
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
@@ -115,7 +116,7 @@ def build_model(*, seed: int = 0, preset: str = "tiny"):
     config = LlavaConfig(
         vision_config=vision, text_config=text,
         image_token_index=tok.convert_tokens_to_ids("<image>"), image_seq_length=image_tokens,
-        projector_hidden_act="gelu", vision_feature_select_strategy="default", vision_feature_layer=-2,
+        projector_hidden_act=projector_hidden_act, vision_feature_select_strategy="default", vision_feature_layer=-2,
         multimodal_projector_bias=True, tie_word_embeddings=False, pad_token_id=tok.pad_token_id,
     )
     _common.set_float32(config)

@@ -72,7 +72,6 @@ from . import _common
 from . import llava as tiny_llava
 from . import owlvit as tiny_owlvit
 from .planted_images import make_image, statistic  # noqa: F401  (re-exported: the images these models read)
-from .tokenizer import vocab_size_for
 
 MIRRORS = "google/owlvit-base-patch32 / llava-hf/llava-1.5-7b-hf (planted: both read mean(R) - mean(B))"
 PRESETS = ("llava", "twin", "owlvit")
@@ -240,26 +239,8 @@ def build_owlvit(dest: pathlib.Path, *, seed: int = 0) -> None:
 
 
 def _llava_model(seed: int):
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
-
-    p = tiny_llava._PRESETS["tiny"]
-    processor = tiny_llava.build_processor(p["image"])
-    tok = processor.tokenizer
-    vision = CLIPVisionConfig(hidden_size=p["v_hidden"], intermediate_size=p["v_inter"],
-                              num_hidden_layers=p["v_layers"], num_attention_heads=p["v_heads"],
-                              image_size=p["image"], patch_size=14, projection_dim=p["v_proj"], hidden_act="quick_gelu",
-                              layer_norm_eps=1e-5, num_channels=3)
-    text = LlamaConfig(vocab_size=vocab_size_for(tok), hidden_size=p["t_hidden"], intermediate_size=p["t_inter"],
-                       num_hidden_layers=p["t_layers"], num_attention_heads=p["t_heads"],
-                       num_key_value_heads=p["t_heads"], hidden_act="silu", max_position_embeddings=4096,
-                       rms_norm_eps=1e-5, rope_theta=10000.0, bos_token_id=tok.bos_token_id,
-                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
-                         image_seq_length=(p["image"] // 14) ** 2, projector_hidden_act="gelu",
-                         vision_feature_select_strategy="default", vision_feature_layer=-2,
-                         multimodal_projector_bias=True, tie_word_embeddings=False, pad_token_id=tok.pad_token_id)
-    _common.set_float32(config)
-    return _common.instantiate(LlavaForConditionalGeneration, config, seed), processor
+    """The tiny LLaVA of `llava.build_model` (random weights, to be planted), with its processor."""
+    return tiny_llava.build_model(seed=seed, preset="tiny")
 
 
 def plant_projector(linear_1, linear_2, source: tuple[int, int], *, twin: bool) -> None:

@@ -56,7 +56,6 @@ import numpy as np
 
 from . import _common
 from . import llava as tiny_llava
-from .tokenizer import vocab_size_for
 
 MIRRORS = "llava-hf/llava-1.5-7b-hf (planted: P('dog') reads the high-frequency texture inside a known box)"
 PRESETS = ("box", "twin")
@@ -156,26 +155,8 @@ def prompt(processor) -> str:
 
 
 def _model(seed: int):
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
-
-    p = tiny_llava._PRESETS["tiny"]
-    processor = tiny_llava.build_processor(p["image"])
-    tok = processor.tokenizer
-    vision = CLIPVisionConfig(hidden_size=p["v_hidden"], intermediate_size=p["v_inter"],
-                              num_hidden_layers=p["v_layers"], num_attention_heads=p["v_heads"],
-                              image_size=p["image"], patch_size=PATCH, projection_dim=p["v_proj"],
-                              hidden_act="quick_gelu", layer_norm_eps=1e-5, num_channels=3)
-    text = LlamaConfig(vocab_size=vocab_size_for(tok), hidden_size=p["t_hidden"], intermediate_size=p["t_inter"],
-                       num_hidden_layers=p["t_layers"], num_attention_heads=p["t_heads"],
-                       num_key_value_heads=p["t_heads"], hidden_act="silu", max_position_embeddings=4096,
-                       rms_norm_eps=1e-5, rope_theta=10000.0, bos_token_id=tok.bos_token_id,
-                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
-                         image_seq_length=(p["image"] // PATCH) ** 2, projector_hidden_act="relu",
-                         vision_feature_select_strategy="default", vision_feature_layer=-2,
-                         multimodal_projector_bias=True, tie_word_embeddings=False, pad_token_id=tok.pad_token_id)
-    _common.set_float32(config)
-    return _common.instantiate(LlavaForConditionalGeneration, config, seed), processor
+    """The tiny LLaVA of `llava.build_model` (random weights, to be planted), with its processor."""
+    return tiny_llava.build_model(seed=seed, preset="tiny", projector_hidden_act="relu")
 
 
 def target_token_id(tok) -> int:
