@@ -117,6 +117,7 @@ def test_sigkill_of_the_driver_leaves_no_worker_and_the_run_resumes(tmp_path, re
     assert resumed.returncode == 0, resumed.stderr
     manifest = manifest_of(out, "kd")
     assert manifest["status"] == "complete" and len(manifest["resumed"]) == 1
+    assert "ended without saying so" in manifest["interruptions"][0]["reason"]     # marked before it resumed
     assert_same_rows(reference, rows_of(out, "kd"))
 
 

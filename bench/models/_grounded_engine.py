@@ -90,6 +90,7 @@ class GroundedAdapter(HFAdapter):
 
     def _describe(self) -> dict[str, Any]:
         info = super()._describe()
+        info["parameters"] += sum(p.numel() for p in self.owl.parameters()) + sum(p.numel() for p in self.projector.parameters())
         info.update(adapter="grounded", owl=self.owl_source, projector=self.projector_source,
                     projector_config={k: v for k, v in vars(self.projector_config).items() if k != "trained"},
                     shared_embedding="OWL-ViT vision hidden_states[-2] (CLS + patches)")

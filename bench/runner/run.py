@@ -165,9 +165,11 @@ class Execution:
         finished_any = any(store.chunk_files(name) for name in self.plan.tasks)
         if store.exists():
             old = store.read_manifest()
-            if old.get("status") == "running":
-                old.update(status="interrupted", updated=started,
-                           failure="its process ended without saying so (killed, or its machine was lost)")
+            if old.get("status") == "running":    # its process died without a word: say so before resuming
+                reason = "its process ended without saying so (killed, or its machine was lost)"
+                old.setdefault("interruptions", []).append({"noticed": started, "last_update": old.get("updated"),
+                                                            "reason": reason})
+                old.update(status="interrupted", updated=started, failure=reason)
                 store.write_manifest(old)
             if finished_any:
                 check_resume(store.root, old.get("resume_key", {}), self.key, self.fingerprint_change_ok(old))
