@@ -381,3 +381,58 @@ def test_many_metrics_at_once_equal_each_alone():
         alone = compare_paired(b, c, stat, config, test_resamples=2000)
         for field in ("baseline", "candidate", "difference", "ci_low", "ci_high", "se", "mde", "p_value"):
             assert getattr(got, field) == pytest.approx(getattr(alone, field), rel=1e-12, abs=1e-12), field
+
+
+# ------------------------------------------------------------------------------------------ the swaps and the sort
+
+def test_swaps_are_the_same_whatever_the_block_size(monkeypatch):
+    import bench.metrics.paired as paired
+
+    rng = np.random.default_rng(8)
+    delta = rng.integers(-3, 4, size=(150, 2)).astype(float)  # 150 images: three 64-bit words per swap set
+    whole = np.concatenate(list(paired.null_shifts(delta, 500, False, seed=4)))
+    monkeypatch.setattr(paired, "SWAP_BLOCK_NUMBERS", 150 * 7)  # blocks of 7 swap sets
+    blocked = np.concatenate(list(paired.null_shifts(delta, 500, False, seed=4)))
+    np.testing.assert_array_equal(whole, blocked)
+    # each image is swapped in about half the sets, independently of the others
+    swapped = np.concatenate(list(paired.null_shifts(np.eye(150), 500, False, seed=4)))
+    assert set(np.unique(swapped)) == {0.0, 1.0}
+    assert abs(swapped.mean() - 0.5) < 0.01 and np.abs(np.corrcoef(swapped[:, :20].T)[np.triu_indices(20, 1)]).max() < 0.2
+
+
+def test_integer_shifts_in_float32_equal_float64():
+    import bench.metrics.paired as paired
+
+    rng = np.random.default_rng(9)
+    delta = rng.integers(-40, 41, size=(3000, 3)).astype(float)
+    assert paired._shift_dtype(delta) is np.float32
+    widened = np.c_[delta, np.full(len(delta), 0.5)]  # a non-integer column: the product runs in float64
+    assert paired._shift_dtype(widened) is np.float64
+    narrow = np.concatenate(list(paired.null_shifts(delta, 300, False, seed=1)))
+    wide = np.concatenate(list(paired.null_shifts(widened, 300, False, seed=1)))
+    np.testing.assert_array_equal(narrow, wide[:, :3])
+    assert paired._shift_dtype(np.full((2, 1), 2.0 ** 24)) is np.float64  # a partial sum could pass 2^24
+
+
+def test_auroc_sorted_once_equals_sorting_every_time():
+    from bench.metrics.classification import RankedScores, auroc
+    from bench.metrics.contract import SampleStatistics, paired_estimate, per_row
+
+    rng = np.random.default_rng(10)
+    ids = [f"i{k}" for k in rng.integers(0, 40, 300)]
+    label = rng.random(300) < 0.4
+    runs = []
+    for shift in (0.0, 0.3):
+        scores = np.round(rng.random(300) + shift * label, 2)  # rounded: ties
+        plain, prepared = SampleStatistics(ids), SampleStatistics(ids)
+        plain.metrics["auroc"] = per_row(auroc, scores, label)
+        prepared.metrics["auroc"] = per_row(auroc, scores, label, prepare=RankedScores)
+        runs.append((plain, prepared))
+    weights = rng.poisson(1.0, size=(5, 300)).astype(float)
+    np.testing.assert_allclose(runs[0][1].metrics["auroc"](weights), auroc(runs[0][0].metrics["auroc"].arrays[0], label, weights))
+    config = BootstrapConfig(200, 3)
+    slow = paired_estimate(runs[0][0], runs[1][0], "auroc", config, resamples=200).result
+    fast = paired_estimate(runs[0][1], runs[1][1], "auroc", config, resamples=200).result
+    for name in ("baseline", "candidate", "difference", "ci_low", "ci_high", "se", "p_value"):
+        assert getattr(fast, name) == pytest.approx(getattr(slow, name), rel=1e-12, abs=1e-12), name
+    assert fast.difference > 0 and fast.p_value < 0.05

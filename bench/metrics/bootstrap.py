@@ -30,12 +30,27 @@ class ImageDraw:
     def __init__(self, image_ids: Sequence[str], config: BootstrapConfig):
         self.units = {unit: i for i, unit in enumerate(dict.fromkeys(image_ids))}
         n = len(self.units)
-        rng = np.random.default_rng(config.seed)
-        self.counts = rng.multinomial(n, np.full(n, 1.0 / n), size=config.resamples) if n else np.zeros((config.resamples, 0))
+        self.counts = image_counts(np.random.default_rng(config.seed), n, config.resamples)
 
     def row_weights(self, row_image_ids: Sequence[str]) -> np.ndarray:
         index = np.fromiter((self.units[i] for i in row_image_ids), dtype=np.int64, count=len(row_image_ids))
         return self.counts[:, index].astype(float)
+
+
+def image_counts(rng: np.random.Generator, n_images: int, resamples: int) -> np.ndarray:
+    """[resamples, n_images] int64: how often each image is drawn in each resample of n_images draws with
+    replacement (multinomial counts). Each resample is n_images uniform indices from ``rng.integers`` (int32),
+    counted; the stream is the same however the resamples are split into calls, so blocks of resamples drawn one
+    after another concatenate to one whole draw."""
+    if n_images == 0:
+        return np.zeros((resamples, 0), dtype=np.int64)
+    if n_images >= 2 ** 31:
+        raise ValueError(f"{n_images} images: the bootstrap draws int32 indices")
+    picks = rng.integers(0, n_images, size=(resamples, n_images), dtype=np.int32)
+    counts = np.empty((resamples, n_images), dtype=np.int64)
+    for row, drawn in zip(counts, picks):
+        row[:] = np.bincount(drawn, minlength=n_images)
+    return counts
 
 
 def interval(values: np.ndarray, level: float) -> tuple[float, float]:

@@ -43,19 +43,30 @@ def auroc(scores: np.ndarray, label: np.ndarray, weights: np.ndarray | None = No
 
     Equals scikit-learn's ``roc_auc_score(label, scores, sample_weight=w)`` for every row of weights.
     """
-    scores = np.asarray(scores, dtype=float)
-    label = np.asarray(label, dtype=bool)
-    w = _w(len(scores), weights)
-    order = np.argsort(scores, kind="mergesort")
-    s, y, w = scores[order], label[order], w[:, order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # first row of each run of equal scores
-    w_neg = np.where(y, 0.0, w)
-    w_pos = np.where(y, w, 0.0)
-    neg_per_tie = np.add.reduceat(w_neg, starts, axis=1)               # [B, n_ties]
-    pos_per_tie = np.add.reduceat(w_pos, starts, axis=1)
-    neg_below = np.cumsum(neg_per_tie, axis=1) - neg_per_tie            # negatives strictly below each tie group
-    area = (pos_per_tie * (neg_below + 0.5 * neg_per_tie)).sum(1)
-    total_pos, total_neg = w_pos.sum(1), w_neg.sum(1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        result = area / (total_pos * total_neg)
-    return np.where((total_pos > 0) & (total_neg > 0), result, np.nan)
+    return RankedScores(scores, label)(weights)
+
+
+class RankedScores:
+    """`auroc` over fixed scores and labels, sorted once: each call scores rows of weights [B, n] (the
+    bootstrap's resamples, a permutation test's swaps) without sorting again."""
+
+    def __init__(self, scores: np.ndarray, label: np.ndarray):
+        scores = np.asarray(scores, dtype=float)
+        self.n = len(scores)
+        self.order = np.argsort(scores, kind="mergesort")
+        s = scores[self.order]
+        self.positive = np.asarray(label, dtype=bool)[self.order]
+        self.starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # first row of each run of equal scores
+
+    def __call__(self, weights: np.ndarray | None = None) -> np.ndarray:
+        w = _w(self.n, weights)[:, self.order]
+        w_neg = np.where(self.positive, 0.0, w)
+        w_pos = np.where(self.positive, w, 0.0)
+        neg_per_tie = np.add.reduceat(w_neg, self.starts, axis=1)          # [B, n_ties]
+        pos_per_tie = np.add.reduceat(w_pos, self.starts, axis=1)
+        neg_below = np.cumsum(neg_per_tie, axis=1) - neg_per_tie            # negatives strictly below each tie group
+        area = (pos_per_tie * (neg_below + 0.5 * neg_per_tie)).sum(1)
+        total_pos, total_neg = w_pos.sum(1), w_neg.sum(1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            result = area / (total_pos * total_neg)
+        return np.where((total_pos > 0) & (total_neg > 0), result, np.nan)

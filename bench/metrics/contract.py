@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .bootstrap import BootstrapConfig, interval
 from .paired import (BLOCK_NUMBERS, PairedResult, Statistic, block_counts, bootstrap_statistic, compare_paired,
-                     compare_paired_many, image_aggregates, mean_over_tasks, mcnemar_exact)
+                     compare_paired_many, image_aggregates, image_codes, mean_over_tasks, mcnemar_exact,
+                     sum_by_image)
 
 PER_ROW_TEST_RESAMPLES = 1000   # sign-flip swaps for per-row metrics (AUROC): each swap recomputes the metric
 
@@ -37,32 +39,60 @@ class Summed:
 @dataclass(frozen=True)
 class PerRow:
     """``function(*arrays, weights)`` -> [B] over per-row ``arrays`` (e.g. ``auroc(scores, labels, weights)``), with
-    row weights [B, rows] (None: each row once)."""
+    row weights [B, rows] (None: each row once). With ``prepare``, ``prepare(*arrays)`` is built once and called
+    with the weights instead (e.g. `classification.RankedScores`, which sorts the scores once for every resample)."""
 
     function: Callable[..., np.ndarray]
     arrays: tuple
+    prepare: Callable[..., Callable[[np.ndarray | None], np.ndarray]] | None = None
+    _prepared: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __call__(self, weights: np.ndarray | None) -> np.ndarray:
-        return self.function(*self.arrays, weights)
+        if self.prepare is None:
+            return self.function(*self.arrays, weights)
+        if "own" not in self._prepared:
+            self._prepared["own"] = self.prepare(*self.arrays)
+        return self._prepared["own"](weights)
 
     def over_both(self, other: "PerRow", weights: np.ndarray) -> np.ndarray:
         """The metric over this run's rows and ``other``'s together, weighted [B, rows + other rows]."""
-        return self.function(*(np.concatenate([np.asarray(a), np.asarray(b)]) for a, b in zip(self.arrays, other.arrays)),
-                             weights)
+        if self.prepare is None:
+            return self.function(*self._joined(other), weights)
+        kept = self._prepared.get("both")
+        if kept is None or kept[0] is not other:
+            kept = self._prepared["both"] = (other, self.prepare(*self._joined(other)))
+        return kept[1](weights)
+
+    def _joined(self, other: "PerRow") -> list[np.ndarray]:
+        return [np.concatenate([np.asarray(a), np.asarray(b)]) for a, b in zip(self.arrays, other.arrays)]
 
 
-def per_row(function: Callable[..., np.ndarray], *arrays) -> PerRow:
-    return PerRow(function, tuple(np.asarray(a) for a in arrays))
+def per_row(function: Callable[..., np.ndarray], *arrays, prepare=None) -> PerRow:
+    return PerRow(function, tuple(np.asarray(a) for a in arrays), prepare)
 
 
 @dataclass
 class SampleStatistics:
     image_ids: list[str]
     metrics: dict[str, Summed | PerRow] = field(default_factory=dict)
+    _codes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def one_row_per_image(self) -> bool:
         return len(set(self.image_ids)) == len(self.image_ids)
+
+    @cached_property
+    def units(self) -> list[str]:
+        """The images in order of first appearance (the bootstrap's numbering)."""
+        return list(dict.fromkeys(self.image_ids))
+
+    def aggregates(self, name: str, units: list[str]) -> np.ndarray:
+        """Metric ``name``'s per-image sums [len(units), k] in the order of ``units``; each row's image position
+        is found once per ``units`` and kept (one run's metrics share it)."""
+        key = tuple(units)
+        if key not in self._codes:
+            self._codes[key] = image_codes(self.image_ids, units)[1]
+        return sum_by_image(self._codes[key], self.metrics[name].values, len(units))
 
 
 def mean_of(values: np.ndarray) -> Summed:
@@ -106,11 +136,10 @@ def _estimate_rows(functions: Sequence[tuple[Callable, Sequence[str]]], units: S
 def estimate_all(stats: SampleStatistics, config: BootstrapConfig) -> dict[str, dict[str, float]]:
     """Each metric's value and percentile interval over images."""
     out = {}
-    units = list(dict.fromkeys(stats.image_ids))
+    units = stats.units
     for name, metric in stats.metrics.items():
         if isinstance(metric, Summed):
-            _, aggregates = image_aggregates(stats.image_ids, metric.values)
-            out[name] = bootstrap_statistic(aggregates, metric.statistic, config)
+            out[name] = bootstrap_statistic(stats.aggregates(name, units), metric.statistic, config)
         else:
             out[name] = _estimate_rows([(metric, stats.image_ids)], units, config, lambda v: v[:, 0])
     return out
@@ -163,10 +192,9 @@ def paired_estimate(base: SampleStatistics, cand: SampleStatistics, name: str, c
     sign-flip permutation test at the image level (exact up to ``exact_up_to`` images, else ``resamples`` seeded
     swaps), and for one row per image with per-row correctness, the exact McNemar test."""
     b, c = base.metrics[name], cand.metrics[name]
-    units = list(dict.fromkeys(base.image_ids))
+    units = base.units
     if isinstance(b, Summed) and isinstance(c, Summed):
-        _, base_agg = image_aggregates(base.image_ids, b.values, units)
-        _, cand_agg = image_aggregates(cand.image_ids, c.values, units)
+        base_agg, cand_agg = base.aggregates(name, units), cand.aggregates(name, units)
         result = compare_paired(base_agg, cand_agg, b.statistic, config, test_resamples=resamples, exact_up_to=exact_up_to)
         return Paired(result, _mcnemar(base, cand, name, units))
     if not (isinstance(b, PerRow) and isinstance(c, PerRow)):
@@ -177,13 +205,10 @@ def paired_estimate(base: SampleStatistics, cand: SampleStatistics, name: str, c
 def paired_estimates(base: SampleStatistics, cand: SampleStatistics, names: Sequence[str], config: BootstrapConfig,
                      resamples: int = 10000, exact_up_to: int = 16) -> dict[str, Paired]:
     """`paired_estimate` for several metrics of one task: the summed ones share one pass over the draws."""
-    units = list(dict.fromkeys(base.image_ids))
+    units = base.units
     summed = [n for n in names if isinstance(base.metrics[n], Summed) and isinstance(cand.metrics[n], Summed)]
-    pairs = []
-    for name in summed:
-        _, b = image_aggregates(base.image_ids, base.metrics[name].values, units)
-        _, c = image_aggregates(cand.image_ids, cand.metrics[name].values, units)
-        pairs.append((b, c, base.metrics[name].statistic))
+    pairs = [(base.aggregates(name, units), cand.aggregates(name, units), base.metrics[name].statistic)
+             for name in summed]
     out = {}
     for name, result in zip(summed, compare_paired_many(pairs, config, resamples, exact_up_to)):
         out[name] = Paired(result, _mcnemar(base, cand, name, units))

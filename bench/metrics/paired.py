@@ -58,13 +58,17 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from ..errors import DataError
-from .bootstrap import BootstrapConfig, interval
+from .bootstrap import BootstrapConfig, image_counts, interval
 
 Statistic = Callable[[np.ndarray], np.ndarray]
 """Column sums [m, k] -> m metric values."""
 
 BLOCK_NUMBERS = 10_000_000
-"""The most numbers one block of draws holds ([b, n_images] counts or swaps): 80 MB as float64."""
+"""The most numbers one block of bootstrap draws holds ([b, n_images] counts): 80 MB as int64."""
+
+SWAP_BLOCK_NUMBERS = 2_000_000
+"""The most swaps one block of the sign-flip test holds ([b, n_images]): 8 MB as float32, small enough to stay in
+cache between the bits, their conversion and the product."""
 
 MDE_FACTOR = 2.80
 """z(0.975) + z(0.80): the minimum detectable effect of a two-sided 5% test at 80% power, in standard errors."""
@@ -115,26 +119,37 @@ def image_aggregates(row_image_ids: Sequence[str], values: np.ndarray,
     so the draws of `block_counts` fall on the same images. With ``units`` (e.g. the union over the tasks
     of a group, or over two runs) the rows follow that order and images without rows get zeros.
     """
+    units, codes = image_codes(row_image_ids, units)
+    return units, sum_by_image(codes, values, len(units))
+
+
+def image_codes(row_image_ids: Sequence[str], units: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
+    """(image ids, each row's position among them): `image_aggregates`'s numbering, computed once to sum several
+    metrics' values of the same rows."""
     import pandas as pd
 
+    if units is None:
+        codes, uniques = pd.factorize(pd.Index(list(row_image_ids), dtype=object), sort=False)
+        return [str(u) for u in uniques], codes
+    units = list(dict.fromkeys(units))
+    codes = pd.Index(units, dtype=object).get_indexer(list(row_image_ids))
+    if (codes < 0).any():
+        missing = row_image_ids[int(np.flatnonzero(codes < 0)[0])]
+        raise DataError(f"image {missing!r} of the rows is not among the {len(units)} given images")
+    return units, codes
+
+
+def sum_by_image(codes: np.ndarray, values: np.ndarray, n_images: int) -> np.ndarray:
+    """Per-row values [rows, k] summed per image code -> [n_images, k]."""
     values = np.asarray(values, dtype=float)
     if values.ndim == 1:
         values = values[:, None]
-    if values.ndim != 2 or len(values) != len(row_image_ids):
-        raise DataError(f"per-row values have shape {values.shape}, expected [{len(row_image_ids)}, k]")
-    if units is None:
-        codes, uniques = pd.factorize(pd.Index(list(row_image_ids), dtype=object), sort=False)
-        units = [str(u) for u in uniques]
-    else:
-        units = list(dict.fromkeys(units))
-        codes = pd.Index(units, dtype=object).get_indexer(list(row_image_ids))
-        if (codes < 0).any():
-            missing = row_image_ids[int(np.flatnonzero(codes < 0)[0])]
-            raise DataError(f"image {missing!r} of the rows is not among the {len(units)} given images")
-    n = len(units)
-    aggregates = np.stack([np.bincount(codes, weights=values[:, j], minlength=n) for j in range(values.shape[1])],
-                          axis=1) if n else np.zeros((0, values.shape[1]))
-    return units, aggregates
+    if values.ndim != 2 or len(values) != len(codes):
+        raise DataError(f"per-row values have shape {values.shape}, expected [{len(codes)}, k]")
+    if not n_images:
+        return np.zeros((0, values.shape[1]))
+    return np.stack([np.bincount(codes, weights=values[:, j], minlength=n_images) for j in range(values.shape[1])],
+                    axis=1)
 
 
 # ---------------------------------------------------------------------------------------------- bootstrap
@@ -147,19 +162,17 @@ def _block_rows(n_images: int, block: int | None, total: int) -> int:
 def block_counts(n_images: int, config: BootstrapConfig, block: int | None = None) -> Iterator[np.ndarray]:
     """The bootstrap's multinomial image counts in blocks [b, n_images] (b = ``block`` rows, default so a
     block holds at most `BLOCK_NUMBERS`); concatenated, exactly ``ImageDraw(ids, config).counts``
-    (numpy draws each multinomial row from the stream in turn, so splitting the draw changes nothing)."""
+    (`bootstrap.image_counts` draws the resamples from the stream in turn, so splitting changes nothing)."""
     rng = np.random.default_rng(config.seed)
     rows = _block_rows(n_images, block, config.resamples)
-    pvals = np.full(n_images, 1.0 / n_images) if n_images else None
     for start in range(0, config.resamples, rows):
-        b = min(rows, config.resamples - start)
-        yield rng.multinomial(n_images, pvals, size=b) if n_images else np.zeros((b, 0))
+        yield image_counts(rng, n_images, min(rows, config.resamples - start))
 
 
 def _resampled_sums(aggregates: np.ndarray, config: BootstrapConfig) -> Iterator[np.ndarray]:
     """Column sums [b, k] of the aggregates under each block of the image draw."""
     for counts in block_counts(len(aggregates), config):
-        yield counts.astype(float) @ aggregates
+        yield counts @ aggregates
 
 
 def _point(statistic: Statistic, sums: np.ndarray) -> float:
@@ -277,35 +290,59 @@ def sign_flip_test(base: np.ndarray, cand: np.ndarray, statistic: Statistic, res
         return PermutationResult(math.nan, math.nan, 0, True)
     delta = base - cand
     b_total, c_total = base.sum(0), cand.sum(0)
-
-    def null(swaps: np.ndarray) -> np.ndarray:
-        shift = swaps.astype(float) @ delta
-        return (np.asarray(statistic(c_total + shift), dtype=float)
-                - np.asarray(statistic(b_total - shift), dtype=float))
-
-    observed = float(null(np.zeros((1, n)))[0])
-    exact = n <= exact_up_to or (n < 62 and 2 ** n <= resamples)
+    observed = float(np.asarray(statistic(c_total[None, :]), dtype=float)[0]
+                     - np.asarray(statistic(b_total[None, :]), dtype=float)[0])
+    exact = _is_exact(n, resamples, exact_up_to)
     total = 2 ** n if exact else int(resamples)
-    rows = _block_rows(n, None, total)
-    if exact:
-        bits = np.arange(n, dtype=np.int64)
-        blocks = ((np.arange(start, min(start + rows, total), dtype=np.int64)[:, None] >> bits) & 1
-                  for start in range(0, total, rows))
-    else:
-        rng = np.random.default_rng(seed)
-        blocks = (rng.integers(0, 2, size=(min(rows, total - start), n), dtype=np.int8)
-                  for start in range(0, total, rows))
     if math.isnan(observed):
         return PermutationResult(observed, math.nan, total, exact)
     gamma = abs(_TIE_EPS * observed)
     less = greater = 0
-    for swaps in blocks:
-        values = null(swaps)
+    for shift in null_shifts(delta, total, exact, seed):
+        values = (np.asarray(statistic(c_total + shift), dtype=float)
+                  - np.asarray(statistic(b_total - shift), dtype=float))
         less += int(np.count_nonzero(values <= observed + gamma))
         greater += int(np.count_nonzero(values >= observed - gamma))
     adjustment = 0 if exact else 1
     p = 2 * min(less + adjustment, greater + adjustment) / (total + adjustment)
     return PermutationResult(observed, float(min(p, 1.0)), total, exact)
+
+
+def _is_exact(n: int, resamples: int, exact_up_to: int) -> bool:
+    return n <= exact_up_to or (n < 62 and 2 ** n <= resamples)
+
+
+def _shift_dtype(delta: np.ndarray) -> type:
+    """float32 when every partial sum of ``swaps @ delta`` is an integer below 2^24 (then float32 is exact, and
+    the product reads half the memory); float64 otherwise."""
+    integral = bool(np.all(delta == np.round(delta)))
+    return np.float32 if integral and float(np.abs(delta).sum(0).max(initial=0.0)) <= 2 ** 24 else np.float64
+
+
+def null_shifts(delta: np.ndarray, total: int, exact: bool, seed: int) -> Iterator[np.ndarray]:
+    """``swaps @ delta`` block by block [b, k], for the swap sets of the sign-flip test: all 2^n in order when
+    ``exact``, else ``total`` random ones. A random swap set is n fair bits taken from the raw 64-bit output of
+    ``numpy.random.default_rng(seed)`` (64 images per word, little-endian bit order), so the swaps are the same
+    whatever the block size, and the same for one metric or several compared at once."""
+    n = len(delta)
+    dtype = _shift_dtype(delta)
+    weights = np.ascontiguousarray(delta, dtype=dtype)
+    rows = max(1, min(total, SWAP_BLOCK_NUMBERS // max(n, 1)))
+    if exact:
+        bits = np.arange(n, dtype=np.int64)
+        for start in range(0, total, rows):
+            swaps = (np.arange(start, min(start + rows, total), dtype=np.int64)[:, None] >> bits) & 1
+            yield swaps.astype(dtype) @ weights
+        return
+    words = (n + 63) // 64
+    generator = np.random.default_rng(seed).bit_generator
+    buffer = np.empty((rows, n), dtype=dtype)
+    for start in range(0, total, rows):
+        b = min(rows, total - start)
+        raw = generator.random_raw(size=(b, words)).astype("<u8", copy=False)
+        bits = np.unpackbits(raw.view(np.uint8), axis=1, count=n, bitorder="little")
+        np.copyto(buffer[:b], bits)
+        yield buffer[:b] @ weights
 
 
 def compare_paired(base: np.ndarray, cand: np.ndarray, statistic: Statistic, config: BootstrapConfig,
@@ -329,7 +366,7 @@ def compare_paired_many(pairs: Sequence[tuple[np.ndarray, np.ndarray, Statistic]
     n = len(checked[0][0])
     if any(len(b) != n for b, _ in checked):
         raise DataError("every metric compared at once must cover the same images")
-    if n <= exact_up_to or (n < 62 and 2 ** n <= test_resamples):
+    if _is_exact(n, test_resamples, exact_up_to):
         return [compare_paired(b, c, stat, config, test_resamples, exact_up_to) for (b, c), (_, _, stat) in zip(checked, pairs)]
     widths = [b.shape[1] for b, _ in checked]
     edges = np.cumsum([0] + widths)
@@ -349,17 +386,12 @@ def compare_paired_many(pairs: Sequence[tuple[np.ndarray, np.ndarray, Statistic]
     k = base.shape[1]
     boot: list[list[np.ndarray]] = [[] for _ in stats]
     for counts in block_counts(n, config):
-        sums = counts.astype(float) @ both
+        sums = counts @ both
         for i, d in enumerate(each(sums[:, :k], sums[:, k:])):
             boot[i].append(d)
     observed = [c - b for b, c in zip(points_b, points_c)]
-    delta = base - cand
-    rng = np.random.default_rng(config.seed)
-    rows = _block_rows(n, None, test_resamples)
     less, greater = [0] * len(stats), [0] * len(stats)
-    for start in range(0, test_resamples, rows):
-        swaps = rng.integers(0, 2, size=(min(rows, test_resamples - start), n), dtype=np.int8)
-        shift = swaps.astype(float) @ delta
+    for shift in null_shifts(base - cand, test_resamples, False, config.seed):
         for i, values in enumerate(each(b_tot - shift, c_tot + shift)):
             gamma = abs(_TIE_EPS * observed[i])
             less[i] += int(np.count_nonzero(values <= observed[i] + gamma))

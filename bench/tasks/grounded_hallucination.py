@@ -26,7 +26,7 @@ import numpy as np
 
 from ..data.images import ImageRef, check_image_root
 from ..errors import ConfigError, DataError
-from ..metrics.classification import auroc
+from ..metrics.classification import RankedScores, auroc
 from ..models.base import DetectRequest, DetectResult
 from ..registry import TASK_TYPES
 from ..validation import param
@@ -195,8 +195,8 @@ class GroundedHallucinationTask(PopeTask):
                             np.ones(len(label)), said_yes], 1).astype(float)
         stats = SampleStatistics(rows["image_id"].astype(str).tolist())
         stats.metrics.update({
-            "disagreement_auroc": per_row(auroc, disagreement, wrong),
-            "grounding_auroc": per_row(auroc, c, label),
+            "disagreement_auroc": per_row(auroc, disagreement, wrong, prepare=RankedScores),
+            "grounding_auroc": per_row(auroc, c, label, prepare=RankedScores),
             "flag_precision": Summed(flags, lambda s: _zero_safe(s[:, 0], s[:, 0] + s[:, 1])),
             "flag_recall": Summed(flags, lambda s: _zero_safe(s[:, 0], s[:, 0] + s[:, 2])),
             "answer_accuracy": Summed(answers, ratio(3, 4, zero_division=0.0), correct=said_yes == label),

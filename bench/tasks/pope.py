@@ -20,7 +20,7 @@ import numpy as np
 
 from ..data.images import ImageRef, check_image_root
 from ..errors import ConfigError, DataError
-from ..metrics.classification import auroc
+from ..metrics.classification import RankedScores, auroc
 from ..models.base import GenerateRequest, GenerateResult, ScoreRequest, ScoreResult
 from ..registry import TASK_TYPES
 from ..spec import listing_hash, sha256_file
@@ -276,7 +276,7 @@ class PopeTask(TaskType):
             stats.metrics[f"{mode}_f1"] = Summed(counts, f1(0, 1, 2, zero_division=0.0))
             stats.metrics[f"{mode}_yes_ratio"] = Summed(counts, ratio(5, 4, zero_division=0.0))
             if mode == "score":
-                stats.metrics["score_auroc"] = per_row(auroc, rows["score_p_yes"].to_numpy(dtype=float), label)
+                stats.metrics["score_auroc"] = per_row(auroc, rows["score_p_yes"].to_numpy(dtype=float), label, prepare=RankedScores)
         return stats
 
     GROUP_MEANS = True
