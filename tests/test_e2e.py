@@ -74,7 +74,10 @@ def test_two_cpu_workers_give_the_same_rows(reference_run, tmp_path):
     np.testing.assert_allclose(a["score_logp_yes"], b["score_logp_yes"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(a["score_p_yes"], b["score_p_yes"], rtol=0, atol=1e-6)
     manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())
-    assert manifest["devices"] == ["cpu", "cpu"] and len(manifest["workers"]) == 2
+    # under load the first worker can finish all 7 chunks before the second has loaded the model; the manifest
+    # then lists the one worker that ran, and the rows are the same either way
+    assert manifest["devices"] == ["cpu", "cpu"] and 1 <= len(manifest["workers"]) <= 2
+    assert all(w["device"] == "cpu" for w in manifest["workers"])
 
 
 def test_batch_size_1_and_8_agree(tmp_path, reference_run):
