@@ -21,7 +21,8 @@ class BootstrapConfig:
 
     def describe(self) -> str:
         return (f"percentile bootstrap over images (all of an image's rows resampled together), "
-                f"{self.resamples} resamples, seed {self.seed}, {self.level:.0%} interval")
+                f"{self.resamples} resamples, seed {self.seed} (each image drawn as uniform int32 indices from "
+                f"numpy's default_rng), {self.level:.0%} interval")
 
 
 class ImageDraw:
