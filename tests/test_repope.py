@@ -124,9 +124,12 @@ def hand_metrics(pairs: list[tuple[str, str]]) -> dict[str, float]:
     tp = sum(p == "yes" and t == "yes" for p, t in pairs)
     fp = sum(p == "yes" and t == "no" for p, t in pairs)
     fn = sum(p == "no" and t == "yes" for p, t in pairs)
-    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    def share(num, den):  # 0 when the denominator is 0, as scikit-learn's zero_division=0
+        return num / den if den else 0.0
+
+    precision, recall = share(tp, tp + fp), share(tp, tp + fn)
     return {"accuracy": sum(p == t for p, t in pairs) / len(pairs), "precision": precision, "recall": recall,
-            "f1": 2 * precision * recall / (precision + recall), "yes_ratio": (tp + fp) / len(pairs)}
+            "f1": share(2 * precision * recall, precision + recall), "yes_ratio": (tp + fp) / len(pairs)}
 
 
 def test_rescoring_under_new_labels_equals_a_hand_computation(pope_run, tmp_path, capsys):

@@ -9,12 +9,14 @@ benchmarking the harness itself: the runner, its resume, its fault handling and 
   oom_on, oom_while   the same, raising torch.OutOfMemoryError
   die_on, die_once    the worker process SIGKILLs itself at the first image containing ``die_on``, once: it
                       creates the marker file ``die_once`` before dying, and never dies while it exists
-Its answers mean nothing; they only have to be the same for the same inputs.
+Its answers mean nothing; they only have to be the same for the same inputs. An image counts by its file name, not
+its folder, so the answers are the same wherever the checkout or the data lives.
 """
 
 from __future__ import annotations
 
 import hashlib
+from pathlib import PurePath
 import math
 import os
 import signal
@@ -42,6 +44,11 @@ class FakeArgs:
     die_once: str | None = None
 
 
+def image_name(key: str) -> str:
+    """What the answers hash for an image: its file name (``ImageInput.key`` is the full path)."""
+    return PurePath(key).name
+
+
 def unit_hash(*parts: str) -> float:
     """A number in [0, 1) fixed by the parts."""
     digest = hashlib.sha256("\0".join(parts).encode()).digest()
@@ -57,7 +64,7 @@ class FakeAdapter(ModelAdapter):
     def _cost(self, key: str) -> float:
         seconds = self.args.seconds_per_sample
         if self.args.cost_tail:
-            u = unit_hash("cost", key)
+            u = unit_hash("cost", image_name(key))
             seconds *= (1.0 - u) ** (-1.0 / self.args.cost_tail)    # Pareto(shape) with minimum 1
         return seconds
 
@@ -89,7 +96,7 @@ class FakeAdapter(ModelAdapter):
         self._visit(requests)
         out = []
         for r in requests:
-            word = "Yes" if unit_hash("gen", r.image.key, r.prompt) < 0.5 else "No"
+            word = "Yes" if unit_hash("gen", image_name(r.image.key), r.prompt) < 0.5 else "No"
             out.append(GenerateResult(word, 1, True))
         return out
 
@@ -97,8 +104,8 @@ class FakeAdapter(ModelAdapter):
         self._visit(requests)
         out = []
         for r in requests:
-            words = {name: math.log(0.01 + 0.98 * unit_hash("word", name, r.image.key, r.prompt)) for name, _ in r.first_token_words}
-            conts = {c: -10.0 * unit_hash("cont", c, r.image.key, r.prompt) for c in r.continuations}
+            words = {name: math.log(0.01 + 0.98 * unit_hash("word", name, image_name(r.image.key), r.prompt)) for name, _ in r.first_token_words}
+            conts = {c: -10.0 * unit_hash("cont", c, image_name(r.image.key), r.prompt) for c in r.continuations}
             out.append(ScoreResult(continuations=conts, first_token_words=words))
         return out
 
