@@ -16,7 +16,7 @@
 Makespans are measured from the moment every worker is ready (model loaded) to the last chunk committed, so
 process start-up is reported apart.
 
-    python benchmarks/scaling.py [--copies 10] [--workers 4] [--seconds 0.02] [--tail 1.2] [--ray]
+    python benchmarks/scaling.py [--copies 10] [--workers 4] [--seconds 0.02] [--tail 1.2] [--draws 5] [--ray]
 """
 
 from __future__ import annotations
@@ -113,27 +113,35 @@ def scaling_1_vs_2(spec: Path, launcher: str = "local") -> None:
           f"{one['total'] / two['total']:.2f}x")
 
 
-def skewed(spec: Path, workers: int, seconds: float, tail: float, launcher: str = "local") -> None:
+def skewed(spec: Path, workers: int, seconds: float, tail: float, launcher: str = "local", draws: int = 5) -> None:
+    """The skewed workload over ``draws`` draws of the chunk costs (``cost_seed`` 0, 1, ...): one schedule is
+    one draw, and where the largest chunks fall in the queue decides much of it, so the range is reported."""
+    import statistics
+
     from bench.config import RunConfig
     from bench.models.fake import FakeAdapter, FakeArgs
     from bench.runner.plan import make_plan
 
-    args = {"seconds_per_sample": str(seconds), "cost_tail": str(tail)}
-    config = RunConfig(model="fake-harness", model_args=args, tasks=[str(spec)], chunk_images=1,
-                       overrides={"answer_mode": "score"}, progress=False)
-    plan = make_plan(config)
-    adapter = FakeAdapter(FakeArgs(seconds_per_sample=seconds, cost_tail=tail), "cpu")
-    costs = [sum(adapter._cost(s.image.key) for s in c.samples) for tp in plan.tasks.values() for c in tp.chunks]
-    measured = timed_dispatch(config, workers, launcher)
-    total = sum(costs)
-    ideal = max(total / workers, max(costs))
-    static = max(sum(costs[i::workers]) for i in range(workers))
-    print(f"[{launcher}] skewed workload: {len(costs)} chunks, Pareto({tail}) costs, total {total:.2f} s, largest {max(costs):.2f} s, "
-          f"{workers} workers")
-    print(f"  ideal max(total/N, largest)   {ideal:.2f} s")
-    print(f"  static stride split            {static:.2f} s = {static / ideal:.2f}x ideal (computed from the same costs)")
-    print(f"  dynamic queue (measured)       {measured['makespan']:.2f} s = {measured['makespan'] / ideal:.2f}x ideal "
-          f"(target <= 1.1x)")
+    print(f"[{launcher}] skewed workload: Pareto({tail}) chunk costs, {workers} workers, {draws} draws; "
+          f"makespans as multiples of the ideal max(total/N, largest) (target: dynamic <= 1.1x)")
+    dynamic, static_ = [], []
+    for draw in range(draws):
+        args = {"seconds_per_sample": str(seconds), "cost_tail": str(tail), "cost_seed": str(draw)}
+        config = RunConfig(model="fake-harness", model_args=args, tasks=[str(spec)], chunk_images=1,
+                           overrides={"answer_mode": "score"}, progress=False)
+        plan = make_plan(config)
+        adapter = FakeAdapter(FakeArgs(seconds_per_sample=seconds, cost_tail=tail, cost_seed=str(draw)), "cpu")
+        costs = [sum(adapter._cost(s.image.key) for s in c.samples) for tp in plan.tasks.values() for c in tp.chunks]
+        measured = timed_dispatch(config, workers, launcher)
+        total = sum(costs)
+        ideal = max(total / workers, max(costs))
+        static = max(sum(costs[i::workers]) for i in range(workers))
+        dynamic.append(measured["makespan"] / ideal)
+        static_.append(static / ideal)
+        print(f"  draw {draw}: {len(costs)} chunks, total {total:6.2f} s, largest {max(costs):5.2f} s, ideal {ideal:5.2f} s; "
+              f"static stride split {static_[-1]:.2f}x (computed from the same costs), dynamic queue {dynamic[-1]:.2f}x (measured)")
+    print(f"  median over draws: dynamic queue {statistics.median(dynamic):.2f}x (range {min(dynamic):.2f}-{max(dynamic):.2f}), "
+          f"static stride split {statistics.median(static_):.2f}x (range {min(static_):.2f}-{max(static_):.2f})")
 
 
 def chunk_overhead(spec: Path, launcher: str, workers: int = 2) -> tuple[float, int]:
@@ -160,7 +168,7 @@ def ray_section(spec: Path, args) -> None:
     start_ray(args.workers)
     if not args.skip_model:
         scaling_1_vs_2(spec, "ray")
-    skewed(spec, args.workers, args.seconds, args.tail, "ray")
+    skewed(spec, args.workers, args.seconds, args.tail, "ray", args.draws)
     local, n = chunk_overhead(spec, "local")
     ray_s, _ = chunk_overhead(spec, "ray")
     print(f"per-chunk overhead, fake-harness at zero cost, {n} one-image chunks, 2 workers each")
@@ -173,17 +181,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="workers for the skewed workload (they sleep)")
     parser.add_argument("--seconds", type=float, default=0.02, help="base cost per sample of the skewed workload")
     parser.add_argument("--tail", type=float, default=1.2, help="Pareto shape of the chunk costs (smaller: heavier tail)")
+    parser.add_argument("--draws", type=int, default=5, help="draws of the skewed workload's chunk costs")
     parser.add_argument("--copies", type=int, default=10, help="copies of the 21 mini photos in the workload")
     parser.add_argument("--skip-model", action="store_true", help="only the skewed workload")
     parser.add_argument("--ray", action="store_true", help="also measure the Ray launcher (a local Ray instance)")
     parser.add_argument("--only-ray", action="store_true", help="only the Ray launcher's measurements")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:       # fake-harness costs hash the image paths: one draw per invocation,
-        spec = replicated_dataset(Path(tmp) / "data", args.copies)     # the same for both launchers
+    with tempfile.TemporaryDirectory() as tmp:       # fake-harness costs hash the image names and the draw: the same
+        spec = replicated_dataset(Path(tmp) / "data", args.copies)     # draws for both launchers
         if not args.only_ray:
             if not args.skip_model:
                 scaling_1_vs_2(spec)
-            skewed(spec, args.workers, args.seconds, args.tail)
+            skewed(spec, args.workers, args.seconds, args.tail, draws=args.draws)
         if args.ray or args.only_ray:
             ray_section(spec, args)
 

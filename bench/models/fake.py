@@ -4,6 +4,7 @@ benchmarking the harness itself: the runner, its resume, its fault handling and 
 ``--model-args`` keys (all optional):
   seconds_per_sample  time each request takes (sleep), default 0
   cost_tail           Pareto shape of a per-image cost multiplier (heavy-tailed chunk costs), default none
+  cost_seed           a text mixed into the cost hash: another draw of the same costs' distribution, default ""
   fail_on, fail_while requests about images whose path contains ``fail_on`` raise while the file ``fail_while``
                       exists (a poison chunk that a fix of the environment cures)
   oom_on, oom_while   the same, raising torch.OutOfMemoryError
@@ -36,6 +37,7 @@ FAULT_ARGS = ("fail_on", "fail_while", "oom_on", "oom_while", "die_on", "die_onc
 class FakeArgs:
     seconds_per_sample: float = param(0.0, min=0)
     cost_tail: float | None = param(None, min=0, min_open=True)
+    cost_seed: str = ""
     fail_on: str | None = None
     fail_while: str | None = None
     oom_on: str | None = None
@@ -64,7 +66,7 @@ class FakeAdapter(ModelAdapter):
     def _cost(self, key: str) -> float:
         seconds = self.args.seconds_per_sample
         if self.args.cost_tail:
-            u = unit_hash("cost", image_name(key))
+            u = unit_hash("cost", self.args.cost_seed, image_name(key))
             seconds *= (1.0 - u) ** (-1.0 / self.args.cost_tail)    # Pareto(shape) with minimum 1
         return seconds
 
