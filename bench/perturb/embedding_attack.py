@@ -18,7 +18,7 @@ import time
 import torch
 
 from . import scorer as scoring
-from .edits import EditJob, EditOutcome
+from .edits import EditJob, EditOutcome, batches
 
 
 def _loss(adapter, e: torch.Tensor, weights: torch.Tensor, queries: list[str]) -> torch.Tensor:
@@ -32,9 +32,7 @@ def attack(adapter, jobs: list[EditJob]) -> list[EditOutcome]:
         raise ConfigError(f"{type(adapter).__name__} has no shared embedding for the embedding edit (use a grounded model)")
     adapter.owl.requires_grad_(False)
     out: list[EditOutcome] = []
-    batch = max(1, jobs[0].spec.batch) if jobs else 1
-    for start in range(0, len(jobs), batch):
-        group = jobs[start:start + batch]
+    for group in batches(jobs):
         spec = group[0].spec
         t0 = time.perf_counter()
         axis = group[0].axis

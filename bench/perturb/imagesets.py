@@ -121,21 +121,26 @@ def read_attributes(path: Path, axis: Axis, images: set[str]) -> dict[str, str |
     return out
 
 
-def _csv_records(path: Path) -> list[tuple[str, str, str | None]]:
+def _read_csv(path: Path, what: str) -> list[dict[str, str | None]]:
+    """The rows of a CSV file with a header, column names stripped; one-line errors naming the file."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-            header = [h.strip() for h in (rows[0].keys() if rows else [])]
+            rows = [{(k or "").strip(): v for k, v in row.items()} for row in csv.DictReader(handle)]
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from None
     except (OSError, csv.Error) as exc:
         raise DataError(f"{path}: cannot read the CSV file: {exc}") from None
     if not rows:
-        raise DataError(f"{path}: the attributes file has no rows")
+        raise DataError(f"{path}: the {what} has no rows")
+    return rows
+
+
+def _csv_records(path: Path) -> list[tuple[str, str, str | None]]:
+    rows = _read_csv(path, "attributes file")
+    header = list(rows[0])
     image_column = next((c for c in IMAGE_COLUMNS if c in header), None)
     if image_column is None or "attribute" not in header:
         raise DataError(f"{path}: the attributes CSV needs the columns 'image' and 'attribute' (has: {', '.join(header)})")
-    rows = [{(k or "").strip(): v for k, v in row.items()} for row in rows]
     return [(f"row {i + 2}", row[image_column], row.get("attribute")) for i, row in enumerate(rows)]
 
 
@@ -213,15 +218,7 @@ def _add_pair(found: dict, origin: dict, axis: Axis, source: str, where: str, sc
 def _manifest_records(path: Path) -> list[tuple[str, str, str, str]]:
     if not path.is_file():
         raise DataError(f"pairs manifest not found: {path}")
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(handle)]
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    except (OSError, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read the CSV file: {exc}") from None
-    if not rows:
-        raise DataError(f"{path}: the pairs manifest has no rows")
+    rows = [{k: (v or "").strip() for k, v in row.items()} for row in _read_csv(path, "pairs manifest")]
     missing = [c for c in ("scenario", "attribute", "image") if c not in rows[0]]
     if missing:
         raise DataError(f"{path}: the pairs manifest needs the columns scenario, attribute, image (missing '{missing[0]}')")

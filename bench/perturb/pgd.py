@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from . import scorer as scoring
-from .edits import EditJob, EditOutcome
+from .edits import EditJob, EditOutcome, batches
 
 GRID_TOLERANCE = 1e-4   # in 1/255 units: float error must not cost a step that the budget allows
 
@@ -133,9 +133,7 @@ def pgd_edit(scorer, jobs: list[EditJob]) -> list[EditOutcome]:
     if scorer is None:
         raise ValueError("the pixel edit needs a scorer")
     out: list[EditOutcome] = []
-    batch = max(1, jobs[0].spec.batch) if jobs else 1
-    for start in range(0, len(jobs), batch):
-        group = jobs[start:start + batch]
+    for group in batches(jobs):
         spec = group[0].spec
         t0 = time.perf_counter()
         x0s = [to_tensor(job.image) for job in group]

@@ -32,6 +32,12 @@ class EditJob:
     counterpart: Any = None                                # pairs: the target attribute's image (PIL)
 
 
+def batches(jobs: list[EditJob]) -> list[list[EditJob]]:
+    """The jobs in groups of their spec's ``batch`` (all jobs of one ``run`` call share one spec), in order."""
+    size = max(1, jobs[0].spec.batch) if jobs else 1
+    return [jobs[start:start + size] for start in range(0, len(jobs), size)]
+
+
 @dataclass
 class EditOutcome:
     image: Any = None          # the edited image as the model sees it: PIL after the PNG round trip (pixel), the
