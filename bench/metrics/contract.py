@@ -23,7 +23,7 @@ import numpy as np
 
 from .bootstrap import BootstrapConfig, interval
 from .paired import (BLOCK_NUMBERS, PairedResult, Statistic, block_counts, bootstrap_statistic, compare_paired,
-                     compare_paired_many, image_aggregates, image_codes, mean_over_tasks, mcnemar_exact,
+                     compare_paired_many, image_codes, mean_over_tasks, mcnemar_exact,
                      sum_by_image)
 
 PER_ROW_TEST_RESAMPLES = 1000   # sign-flip swaps for per-row metrics (AUROC): each swap recomputes the metric
@@ -154,17 +154,23 @@ def group_estimates(parts: Sequence[SampleStatistics], config: BootstrapConfig) 
     for name in names:
         metrics = [p.metrics[name] for p in parts]
         if all(isinstance(m, Summed) for m in metrics):
-            matrix, pieces, start = [], [], 0
-            for p, m in zip(parts, metrics):
-                _, aggregates = image_aggregates(p.image_ids, m.values, units)
-                matrix.append(aggregates)
-                pieces.append((m.statistic, slice(start, start + aggregates.shape[1])))
-                start += aggregates.shape[1]
-            out[name] = bootstrap_statistic(np.hstack(matrix), mean_over_tasks(pieces), config)
+            out[name] = bootstrap_statistic(*group_matrix(parts, name, units), config)
         else:
             functions = [(_as_row_metric(m, p), p.image_ids) for p, m in zip(parts, metrics)]
             out[name] = _estimate_rows(functions, units, config, lambda v: v.mean(1))
     return out
+
+
+def group_matrix(parts: Sequence[SampleStatistics], name: str, units: list[str]) -> tuple[np.ndarray, Statistic]:
+    """A summed metric over the tasks of a group as one wide aggregate matrix over ``units`` (each task's columns
+    side by side), and the statistic that averages the tasks' values: one image draw then serves every task."""
+    matrix, pieces, start = [], [], 0
+    for p in parts:
+        aggregates = p.aggregates(name, units)
+        matrix.append(aggregates)
+        pieces.append((p.metrics[name].statistic, slice(start, start + aggregates.shape[1])))
+        start += aggregates.shape[1]
+    return np.hstack(matrix), mean_over_tasks(pieces)
 
 
 def _as_row_metric(metric: Summed | PerRow, stats: SampleStatistics) -> Callable:

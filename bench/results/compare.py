@@ -238,22 +238,13 @@ def _line(candidate: str, scope: str, metric: str, entry: dict, paired, gated: b
 
 def _group_paired(base_parts, cand_parts, metric: str, config: BootstrapConfig, resamples: int):
     """The group mean of a summed metric, compared over the union of the members' images with one draw."""
-    import numpy as np
-
-    from ..metrics.contract import Paired, Summed
-    from ..metrics.paired import compare_paired, image_aggregates, mean_over_tasks
+    from ..metrics.contract import Paired, Summed, group_matrix
+    from ..metrics.paired import compare_paired
 
     if not all(isinstance(p.metrics.get(metric), Summed) for p in list(base_parts) + list(cand_parts)):
         return None
     units = list(dict.fromkeys(i for p in base_parts for i in p.image_ids))
-    matrices = {}
-    for side, parts in (("b", base_parts), ("c", cand_parts)):
-        blocks, pieces, start = [], [], 0
-        for p in parts:
-            _, agg = image_aggregates(p.image_ids, p.metrics[metric].values, units)
-            blocks.append(agg)
-            pieces.append((p.metrics[metric].statistic, slice(start, start + agg.shape[1])))
-            start += agg.shape[1]
-        matrices[side] = (np.hstack(blocks), mean_over_tasks(pieces))
-    result = compare_paired(matrices["b"][0], matrices["c"][0], matrices["b"][1], config, test_resamples=resamples)
+    base, statistic = group_matrix(base_parts, metric, units)
+    cand, _ = group_matrix(cand_parts, metric, units)
+    result = compare_paired(base, cand, statistic, config, test_resamples=resamples)
     return Paired(result)
